@@ -1,0 +1,330 @@
+//! Command-line interface: one binary, four subcommands. Every flag can also be set through an
+//! environment variable `GKE_WI_INJECTOR_<FLAG>`. Parsing validates types; loading files and
+//! binding sockets happens later, in each subcommand's runner.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::policy::{Config, Prefix, Quantity, WaitMode};
+
+#[derive(Debug, Parser)]
+#[command(name = "gke-wi-injector", version, about = "Mutating admission webhook that makes GKE Workload Identity Federation Pods start reliably")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTPS admission server.
+    Serve(ServeArgs),
+    /// Offline dry run: print what the webhook would do to the objects in a file.
+    Inject(InjectArgs),
+    /// Write a CA and a serving certificate for the webhook Service.
+    Certs(CertsArgs),
+    /// Wait until the GKE metadata server serves a token (the init container's program).
+    Wait(WaitArgs),
+}
+
+/// How Pods are mutated; shared by `serve` and `inject`.
+#[derive(Debug, Clone, Args)]
+pub struct MutationArgs {
+    /// Prefix of the namespace labels and Pod annotations the injector reads and writes.
+    #[arg(long, env = "GKE_WI_INJECTOR_PREFIX", default_value = "gke-wi-injector.dev")]
+    pub prefix: Prefix,
+
+    /// The injector's own namespace; its Pods are never mutated.
+    #[arg(long, env = "GKE_WI_INJECTOR_NAMESPACE", default_value = "gke-wi-injector")]
+    pub injector_namespace: String,
+
+    /// Image of the wait init container (the injector's own image carries the `wait` program).
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_IMAGE", default_value = "gke-wi-injector:latest")]
+    pub wait_image: String,
+
+    /// Image of the wait init container for Windows Pods; without it Windows Pods get no wait container.
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_IMAGE_WINDOWS")]
+    pub wait_image_windows: Option<String>,
+
+    /// `wait` runs the injector's `wait` program; `curl` runs the GKE guide's curl command in the chosen image.
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_MODE", value_enum, default_value_t = WaitMode::Wait)]
+    pub wait_mode: WaitMode,
+
+    /// Name of the wait init container.
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_CONTAINER_NAME", default_value = "gke-metadata-wait")]
+    pub wait_container_name: String,
+
+    /// CPU request of the wait init container.
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_CPU_REQUEST", default_value = "10m")]
+    pub wait_cpu_request: Quantity,
+
+    /// Memory request of the wait init container.
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_MEMORY_REQUEST", default_value = "16Mi")]
+    pub wait_memory_request: Quantity,
+
+    /// Memory limit of the wait init container.
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_MEMORY_LIMIT", default_value = "32Mi")]
+    pub wait_memory_limit: Quantity,
+
+    /// Value of GCE_METADATA_HOST, and the address excluded from the Istio sidecar's capture.
+    #[arg(long, env = "GKE_WI_INJECTOR_METADATA_HOST", default_value = "169.254.169.254")]
+    pub metadata_host: IpAddr,
+}
+
+impl MutationArgs {
+    pub fn to_config(&self) -> Config {
+        Config {
+            prefix: self.prefix.clone(),
+            injector_namespace: self.injector_namespace.clone(),
+            wait_image: self.wait_image.clone(),
+            wait_image_windows: self.wait_image_windows.clone(),
+            wait_mode: self.wait_mode,
+            wait_container_name: self.wait_container_name.clone(),
+            wait_cpu_request: self.wait_cpu_request.clone(),
+            wait_memory_request: self.wait_memory_request.clone(),
+            wait_memory_limit: self.wait_memory_limit.clone(),
+            metadata_host: self.metadata_host,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnError {
+    /// Allow the Pod unchanged, with a warning.
+    Allow,
+    /// Deny the Pod.
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub mutation: MutationArgs,
+
+    /// HTTPS address of the admission endpoint.
+    #[arg(long, env = "GKE_WI_INJECTOR_LISTEN", default_value = "0.0.0.0:10250")]
+    pub listen: SocketAddr,
+
+    /// Plain-HTTP address of /livez, /readyz and /metrics.
+    #[arg(long, env = "GKE_WI_INJECTOR_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+
+    /// PEM certificate chain served to the API server; re-read when the file changes.
+    #[arg(long, env = "GKE_WI_INJECTOR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert; re-read when the file changes.
+    #[arg(long, env = "GKE_WI_INJECTOR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Without --tls-cert/--tls-key: where to write the CA of the generated development certificate.
+    #[arg(long, env = "GKE_WI_INJECTOR_DEV_CA_OUT")]
+    pub dev_ca_out: Option<PathBuf>,
+
+    /// Namespaces from a YAML or JSON file instead of the cluster (re-read when it changes).
+    #[arg(long, env = "GKE_WI_INJECTOR_NAMESPACES")]
+    pub namespaces: Option<PathBuf>,
+
+    /// What to answer when the injector cannot decide (namespace unknown, request unreadable).
+    #[arg(long, env = "GKE_WI_INJECTOR_ON_ERROR", value_enum, default_value_t = OnError::Allow)]
+    pub on_error: OnError,
+
+    /// Log format.
+    #[arg(long, env = "GKE_WI_INJECTOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+
+    /// Longest time in-flight requests may take to finish after SIGTERM.
+    #[arg(long, env = "GKE_WI_INJECTOR_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Timeout of the single GET for a namespace missing from the cache.
+    #[arg(long, env = "GKE_WI_INJECTOR_NAMESPACE_GET_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub namespace_get_timeout: Duration,
+
+    /// How often the certificate and namespaces files are checked for changes.
+    #[arg(long, env = "GKE_WI_INJECTOR_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// The mutated objects, as YAML.
+    Yaml,
+    /// One RFC 6902 JSON Patch per object.
+    Patch,
+    /// One AdmissionReview response per object.
+    Review,
+}
+
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    #[command(flatten)]
+    pub mutation: MutationArgs,
+
+    /// File to read (YAML or JSON, multi-document); `-` reads standard input.
+    #[arg(short = 'f', long = "filename", env = "GKE_WI_INJECTOR_FILENAME")]
+    pub file: PathBuf,
+
+    /// Labels of the namespace the objects are created in: `k=v,k2=v2`.
+    #[arg(long, env = "GKE_WI_INJECTOR_NAMESPACE_LABELS", default_value = "", value_parser = parse_labels)]
+    pub namespace_labels: Labels,
+
+    /// Namespace of objects that name none.
+    #[arg(short = 'n', long = "namespace", env = "GKE_WI_INJECTOR_INJECT_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+
+    /// What to print.
+    #[arg(short = 'o', long, env = "GKE_WI_INJECTOR_OUTPUT", value_enum, default_value_t = OutputFormat::Yaml)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Name of the webhook Service.
+    #[arg(long, env = "GKE_WI_INJECTOR_CERTS_SERVICE", default_value = "gke-wi-injector")]
+    pub service: String,
+
+    /// Namespace of the webhook Service.
+    #[arg(long, env = "GKE_WI_INJECTOR_CERTS_NAMESPACE", default_value = "gke-wi-injector")]
+    pub namespace: String,
+
+    /// Directory to write ca.crt, tls.crt and tls.key to.
+    #[arg(long, env = "GKE_WI_INJECTOR_CERTS_OUT")]
+    pub out: PathBuf,
+
+    /// Validity of the serving certificate.
+    #[arg(long, env = "GKE_WI_INJECTOR_CERTS_VALIDITY", default_value = "365d", value_parser = parse_duration)]
+    pub validity: Duration,
+
+    /// Overwrite existing keys.
+    #[arg(long, env = "GKE_WI_INJECTOR_CERTS_FORCE")]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Metadata server address (host or host:port), as client libraries read it.
+    #[arg(long, env = "GCE_METADATA_HOST", default_value = "169.254.169.254")]
+    pub metadata_host: String,
+
+    /// Most attempts before giving up.
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_ATTEMPTS", default_value_t = 30)]
+    pub attempts: u32,
+
+    /// Total time budget for all attempts.
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_MAX_TIME", default_value = "60s", value_parser = parse_duration)]
+    pub max_time: Duration,
+
+    /// Connect timeout of one attempt.
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_CONNECT_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Pause between attempts.
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+}
+
+/// Namespace labels as given on the command line, in order.
+pub type Labels = std::collections::BTreeMap<String, String>;
+
+/// Parses `k=v,k2=v2` (spaces around entries allowed; empty string = no labels).
+pub fn parse_labels(s: &str) -> Result<Labels, String> {
+    let mut labels = Labels::new();
+    for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (k, v) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("label {entry:?} is not of the form key=value"))?;
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(format!("label {entry:?} has an empty key"));
+        }
+        labels.insert(k.to_string(), v.trim().to_string());
+    }
+    Ok(labels)
+}
+
+/// Parses durations such as `500ms`, `2s`, `5m`, `1h`, `365d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("duration {s:?} needs a unit (ms, s, m, h, d)"))?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("duration {s:?} must start with a whole number"))?;
+    let secs = |k: u64| Duration::from_secs(n.saturating_mul(k));
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(secs(1)),
+        "m" => Ok(secs(60)),
+        "h" => Ok(secs(3600)),
+        "d" => Ok(secs(86_400)),
+        _ => Err(format!("duration {s:?} has unknown unit {unit:?} (ms, s, m, h, d)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::empty("", &[])]
+    #[case::one("a=b", &[("a", "b")])]
+    #[case::spaces(" a = b , c=d ", &[("a", "b"), ("c", "d")])]
+    #[case::prefixed("gke-wi-injector.dev/inject=enabled", &[("gke-wi-injector.dev/inject", "enabled")])]
+    #[case::empty_value("a=", &[("a", "")])]
+    fn labels_parse(#[case] input: &str, #[case] want: &[(&str, &str)]) {
+        let got = parse_labels(input).unwrap();
+        let want: Labels = want.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert_eq!(got, want);
+    }
+
+    #[rstest]
+    #[case::no_equals("a")]
+    #[case::empty_key("=b")]
+    fn labels_reject(#[case] input: &str) {
+        let err = parse_labels(input).unwrap_err();
+        assert!(err.contains(input.trim()), "{err}");
+    }
+
+    #[rstest]
+    #[case::millis("250ms", Duration::from_millis(250))]
+    #[case::seconds("3s", Duration::from_secs(3))]
+    #[case::minutes("2m", Duration::from_secs(120))]
+    #[case::days("365d", Duration::from_secs(365 * 86_400))]
+    fn durations_parse(#[case] input: &str, #[case] want: Duration) {
+        assert_eq!(parse_duration(input).unwrap(), want);
+    }
+
+    #[rstest]
+    #[case::no_unit("5")]
+    #[case::bad_unit("5y")]
+    #[case::no_number("s")]
+    fn durations_reject(#[case] input: &str) {
+        assert!(parse_duration(input).unwrap_err().contains(input));
+    }
+
+    #[test]
+    fn every_flag_has_an_env_var() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands() {
+            for arg in sub.get_arguments() {
+                if arg.is_positional() || ["help", "version"].contains(&arg.get_id().as_str()) {
+                    continue;
+                }
+                assert!(arg.get_env().is_some(), "{} --{} has no env", sub.get_name(), arg.get_id());
+            }
+        }
+    }
+}

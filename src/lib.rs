@@ -1,0 +1,17 @@
+//! gke-wi-injector: a mutating admission webhook that makes Pods using GKE Workload Identity
+//! Federation start reliably.
+//!
+//! The mutation engine (`policy`, `mutate`, `istio`, `patch`, `admission`) is pure: no I/O, no
+//! HTTP, no Kubernetes client. The server, the offline `inject` command and the tests all call it.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod policy;
+pub mod warnings;
+pub mod istio;
+pub mod mutate;
+pub mod patch;
+
+/// What the wait program (and the curl command of `--wait-mode=curl`) prints when it gives up,
+/// word for word from GKE's troubleshooting guide.
+pub const WAIT_FAILURE_MESSAGE: &str = "Retry limit exceeded. Failed to wait for metadata server to be available. Check if the gke-metadata-server Pod in the kube-system namespace is healthy.";
