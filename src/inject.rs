@@ -34,6 +34,17 @@ pub struct Options {
     pub output: OutputFormat,
 }
 
+impl From<&InjectArgs> for Options {
+    fn from(args: &InjectArgs) -> Self {
+        Options {
+            config: args.mutation.to_config(),
+            namespace_labels: args.namespace_labels.clone(),
+            default_namespace: args.namespace.clone(),
+            output: args.output,
+        }
+    }
+}
+
 /// The printed result and what goes to standard error.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
@@ -442,12 +453,7 @@ pub fn run(args: InjectArgs) -> anyhow::Result<()> {
             std::fs::read_to_string(&args.file).with_context(|| format!("{name}: cannot read"))?;
         (name, text)
     };
-    let opts = Options {
-        config: args.mutation.to_config(),
-        namespace_labels: args.namespace_labels,
-        default_namespace: args.namespace,
-        output: args.output,
-    };
+    let opts = Options::from(&args);
     let report = inject(&text, &opts).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let mut stderr = std::io::stderr().lock();
     for w in &report.warnings {
