@@ -11,6 +11,7 @@ pub mod warnings;
 pub mod istio;
 pub mod mutate;
 pub mod patch;
+pub mod wait;
 
 /// What the wait program (and the curl command of `--wait-mode=curl`) prints when it gives up,
 /// word for word from GKE's troubleshooting guide.

@@ -6,7 +6,8 @@ use gke_wi_injector::cli::{Cli, Command};
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(_) | Command::Inject(_) | Command::Certs(_) | Command::Wait(_) => {
+        Command::Wait(args) => std::process::exit(gke_wi_injector::wait::run(&args)),
+        Command::Serve(_) | Command::Inject(_) | Command::Certs(_) => {
             anyhow::bail!("not wired yet")
         }
     }
