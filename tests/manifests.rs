@@ -119,10 +119,10 @@ fn unwrap_base64(mut doc: Value) -> Value {
             *v = Value::String(s.replace('\n', ""));
         }
     };
-    if doc["kind"] == "Secret" {
-        if let Some(data) = doc.get_mut("data").and_then(Value::as_object_mut) {
-            data.values_mut().for_each(unwrap);
-        }
+    if doc["kind"] == "Secret"
+        && let Some(data) = doc.get_mut("data").and_then(Value::as_object_mut)
+    {
+        data.values_mut().for_each(unwrap);
     }
     if let Some(hooks) = doc.get_mut("webhooks").and_then(Value::as_array_mut) {
         for hook in hooks {
