@@ -83,11 +83,24 @@ impl MetadataAddr {
         format!("http://{}{TOKEN_PATH}", self.authority())
     }
 
-    /// Socket addresses to try; resolves host names (blocking, like curl's resolver).
-    fn resolve(&self) -> io::Result<Vec<SocketAddr>> {
-        match &self.host {
-            Host::Ip(ip) => Ok(vec![SocketAddr::new(*ip, self.port)]),
-            Host::Name(name) => Ok((name.as_str(), self.port).to_socket_addrs()?.collect()),
+    /// Socket addresses to try. A host name is resolved on a helper thread so that a slow
+    /// resolver, too, is bounded by `timeout`; `None` when it fails or runs out of time.
+    fn resolve(&self, timeout: Duration) -> Option<Vec<SocketAddr>> {
+        let name = match &self.host {
+            Host::Ip(ip) => return Some(vec![SocketAddr::new(*ip, self.port)]),
+            Host::Name(name) => name.clone(),
+        };
+        let port = self.port;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let addrs = (name.as_str(), port)
+                .to_socket_addrs()
+                .map(Iterator::collect);
+            let _ = tx.send(addrs);
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(Ok(addrs)) => Some(addrs).filter(|a: &Vec<SocketAddr>| !a.is_empty()),
+            _ => None,
         }
     }
 }
@@ -220,7 +233,7 @@ impl fmt::Display for Outcome {
             Outcome::Refused => f.write_str("connection refused"),
             Outcome::ConnectTimedOut => f.write_str("connect timed out"),
             Outcome::ReadTimedOut => f.write_str("timed out waiting for the response"),
-            Outcome::Unresolved => f.write_str("host name did not resolve"),
+            Outcome::Unresolved => f.write_str("host name did not resolve in time"),
             Outcome::Closed => f.write_str("connection closed before a status line"),
             Outcome::Malformed => f.write_str("malformed response (not an HTTP/1.x status line)"),
             Outcome::Io(kind) => write!(f, "connection error: {kind}"),
@@ -302,11 +315,12 @@ pub fn clip(timeout: Duration, deadline: Instant) -> Option<Duration> {
 
 /// One GET of the token endpoint, bounded by the attempt's timeouts and the overall deadline.
 fn attempt(cfg: &WaitConfig, deadline: Instant) -> Outcome {
-    let addrs = match cfg.addr.resolve() {
-        Ok(addrs) if !addrs.is_empty() => addrs,
-        _ => return Outcome::Unresolved,
-    };
+    // Resolving a host name counts against the connect timeout, as in curl.
     let connect_deadline = deadline.min(Instant::now() + cfg.connect_timeout);
+    let Some(addrs) = clip(cfg.connect_timeout, connect_deadline).and_then(|t| cfg.addr.resolve(t))
+    else {
+        return Outcome::Unresolved;
+    };
     let mut stream = None;
     let mut last = Outcome::ConnectTimedOut;
     for addr in addrs {
@@ -617,6 +631,18 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn host_names_are_resolved_and_connected() {
+        let port = closed_port();
+        let mut c = cfg(port, 1, Duration::from_secs(5));
+        c.addr = format!("localhost:{port}").parse().unwrap();
+        let err = wait(&c, &mut io::sink()).unwrap_err();
+        assert_eq!(err.last, Some(Outcome::Refused));
+        c.addr = "name.invalid".parse().unwrap();
+        let err = wait(&c, &mut io::sink()).unwrap_err();
+        assert_eq!(err.last, Some(Outcome::Unresolved));
     }
 
     #[test]
