@@ -529,11 +529,12 @@ fn the_deployment_is_highly_available_and_restricted() {
             .into_iter()
             .find(|v| v.name == mount.name)
             .unwrap();
-        assert_eq!(
-            volume.secret.unwrap().secret_name.as_deref(),
-            Some(SECRET),
-            "{flavour}"
-        );
+        let secret = volume.secret.unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some(SECRET), "{flavour}");
+        // The key is readable by the injector's group (fsGroup) only.
+        assert_eq!(secret.default_mode, Some(0o440), "{flavour}");
+        let fs_group = objs.pod_spec().security_context.unwrap().fs_group;
+        assert_eq!(fs_group, Some(65532), "{flavour}");
 
         let svc: Service = objs.get("Service", NAME);
         let svc = svc.spec.unwrap();
