@@ -61,7 +61,8 @@ impl FakeMetadata {
         let script = script.to_vec();
         let log = Arc::clone(&seen);
         thread::spawn(move || {
-            for (n, conn) in listener.incoming().enumerate() {
+            // Bounded: no test makes more than a few dozen requests.
+            for (n, conn) in listener.incoming().take(1000).enumerate() {
                 let Ok(conn) = conn else { continue };
                 let answer = script[n.min(script.len() - 1)];
                 let log = Arc::clone(&log);
