@@ -46,7 +46,7 @@ fi
 log "building sigs.k8s.io/kustomize/kustomize/v5@${version} into ${out_dir}"
 start=$(date +%s)
 # Module mode outside any go.mod; CGO off gives a static binary that runs anywhere.
-(cd "${out_dir}" && GOBIN="${out_dir}" GOFLAGS=-mod=mod CGO_ENABLED=0 GO111MODULE=on \
+(cd "${out_dir}" && GOBIN="${out_dir}" CGO_ENABLED=0 GO111MODULE=on \
   go install "sigs.k8s.io/kustomize/kustomize/v5@${version}") >&2
 log "built in $(( $(date +%s) - start ))s"
 
