@@ -27,9 +27,13 @@ mkdir -p "${out_dir}"
 out_dir="$(cd "${out_dir}" && pwd)"
 bin="${out_dir}/kustomize"
 
-# `kustomize version` prints e.g. "v5.8.1" (or "{Version:kustomize/v5.8.1 ...}" on old builds).
+# `kustomize version` prints e.g. "v5.8.1"; builds of older releases print "(devel)", so also ask
+# Go which module version the binary was built from.
 is_fresh() {
-  [[ -x "${bin}" ]] && "${bin}" version 2>/dev/null | grep -q -- "${version}"
+  [[ -x "${bin}" ]] || return 1
+  "${bin}" version 2>/dev/null | grep -qF -- "${version}" && return 0
+  command -v go >/dev/null 2>&1 \
+    && go version -m "${bin}" 2>/dev/null | grep -qE "sigs\.k8s\.io/kustomize/kustomize/v5[[:space:]]+${version//./\\.}([[:space:]]|$)"
 }
 
 if is_fresh; then
