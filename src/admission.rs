@@ -8,8 +8,8 @@ use json_patch::Patch;
 use serde_json::Value;
 
 pub use kube::core::DynamicObject;
-pub use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::TypeMeta;
+pub use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use serde_json::value::RawValue;
 
 pub use crate::raw_object::RawObject;
@@ -85,11 +85,20 @@ struct Envelope<'a> {
 pub fn parse_review(body: &[u8]) -> Result<Request, ReviewError> {
     let envelope: Envelope<'_> = serde_json::from_slice(body)?;
     if envelope.api_version != "admission.k8s.io/v1" || envelope.kind != "AdmissionReview" {
-        return Err(ReviewError::WrongType(format!("{}/{}", envelope.api_version, envelope.kind)));
+        return Err(ReviewError::WrongType(format!(
+            "{}/{}",
+            envelope.api_version, envelope.kind
+        )));
     }
-    let request = envelope.request.filter(|r| r.get() != "null").ok_or(ReviewError::NoRequest)?;
+    let request = envelope
+        .request
+        .filter(|r| r.get() != "null")
+        .ok_or(ReviewError::NoRequest)?;
     let mut req: Request = serde_json::from_str(request.get())?;
-    req.types = TypeMeta { api_version: envelope.api_version.into_owned(), kind: envelope.kind.into_owned() };
+    req.types = TypeMeta {
+        api_version: envelope.api_version.into_owned(),
+        kind: envelope.kind.into_owned(),
+    };
     Ok(req)
 }
 
@@ -160,12 +169,7 @@ pub struct Outcome {
 /// Answers one admission request. The patch is computed against the request's object; it is
 /// never re-serialized from a typed Pod. The answer depends only on the request and the labels,
 /// so `dryRun` requests get exactly the same answer.
-pub fn review(
-    req: Request,
-    ns: NamespaceLabels<'_>,
-    cfg: &Config,
-    on_error: OnError,
-) -> Outcome {
+pub fn review(req: Request, ns: NamespaceLabels<'_>, cfg: &Config, on_error: OnError) -> Outcome {
     let response = AdmissionResponse::from(&req);
     if !is_pod_create(&req) {
         return finish(
@@ -193,7 +197,13 @@ pub fn review(
         }
     };
     if let Some(skip) = policy::namespace_skip(cfg, &namespace, labels) {
-        return finish(response, OutcomeKind::Skipped(skip), Features::default(), Vec::new(), Vec::new());
+        return finish(
+            response,
+            OutcomeKind::Skipped(skip),
+            Features::default(),
+            Vec::new(),
+            Vec::new(),
+        );
     }
     let Some(object) = req.object else {
         let msg = "request.object is missing; not injected".to_string();

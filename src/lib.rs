@@ -13,6 +13,7 @@ pub mod mutate;
 pub mod patch;
 pub mod policy;
 pub mod raw_object;
+pub mod wait;
 pub mod warnings;
 
 /// What the wait program (and the curl command of `--wait-mode=curl`) prints when it gives up,

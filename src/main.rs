@@ -9,9 +9,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inject(args) => gke_wi_injector::inject::run(args),
-        Command::Serve(_) | Command::Certs(_) | Command::Wait(_) => {
-            Err(anyhow::anyhow!("not wired yet"))
+        Command::Wait(args) => {
+            // The wait program has its own exit codes (0 ready, 1 gave up).
+            let code = gke_wi_injector::wait::run(&args);
+            return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
+        Command::Serve(_) | Command::Certs(_) => Err(anyhow::anyhow!("not wired yet")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -329,7 +329,9 @@ pub fn namespace_skip(cfg: &Config, namespace: &str, ns_labels: &Labels) -> Opti
     if namespace == "kube-system" || namespace == cfg.injector_namespace {
         return Some(Skip::ProtectedNamespace);
     }
-    let opted_in = ns_labels.get(&cfg.prefix.key("inject")).is_some_and(|v| v == "enabled");
+    let opted_in = ns_labels
+        .get(&cfg.prefix.key("inject"))
+        .is_some_and(|v| v == "enabled");
     (!opted_in).then_some(Skip::NotOptedIn)
 }
 

@@ -27,7 +27,10 @@ impl RawObject {
     }
 
     pub fn from_json(json: Box<RawValue>) -> Self {
-        RawObject { json, empty_meta: ObjectMeta::default() }
+        RawObject {
+            json,
+            empty_meta: ObjectMeta::default(),
+        }
     }
 }
 
