@@ -10,7 +10,6 @@ use serde_json::Value;
 pub use kube::core::DynamicObject;
 use kube::core::TypeMeta;
 pub use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use serde_json::value::RawValue;
 
 pub use crate::raw_object::RawObject;
 
@@ -53,32 +52,68 @@ impl ReviewError {
 
 /// Encodes a review for the wire. kube-core serializes `response.patch` (bytes) as a JSON array
 /// of numbers; the contract (SPEC §5) is a standard, padded base64 string, as Go encodes `[]byte`.
+/// Everything else is written as kube-core writes it (a unit test holds the two together).
 pub fn encode(review: &AdmissionReview<DynamicObject>) -> Vec<u8> {
     use base64::Engine as _;
-    let mut value = match serde_json::to_value(review) {
-        Ok(v) => v,
-        Err(_) => return Vec::new(),
-    };
-    if let (Some(slot), Some(bytes)) = (
-        value.pointer_mut("/response/patch"),
-        review.response.as_ref().and_then(|r| r.patch.as_deref()),
-    ) {
-        *slot = Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Wire<'a> {
+        api_version: &'a str,
+        kind: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        response: Option<WireResponse<'a>>,
     }
-    serde_json::to_vec(&value).unwrap_or_default()
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct WireResponse<'a> {
+        uid: &'a str,
+        allowed: bool,
+        status: &'a kube::core::Status,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch_type: Option<&'static str>,
+        #[serde(skip_serializing_if = "HashMap::is_empty")]
+        audit_annotations: &'a HashMap<String, String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        warnings: Option<&'a Vec<String>>,
+    }
+    let response = review.response.as_ref().map(|r| {
+        let patch = r
+            .patch
+            .as_deref()
+            .map(|p| base64::engine::general_purpose::STANDARD.encode(p));
+        WireResponse {
+            uid: &r.uid,
+            allowed: r.allowed,
+            status: &r.result,
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+            audit_annotations: &r.audit_annotations,
+            warnings: r.warnings.as_ref(),
+        }
+    });
+    let wire = Wire {
+        api_version: &review.types.api_version,
+        kind: &review.types.kind,
+        response,
+    };
+    // Strings, booleans and maps of strings always serialize.
+    serde_json::to_vec(&wire).unwrap_or_default()
 }
 
 /// The AdmissionReview envelope. kube's `AdmissionReview` flattens its `TypeMeta`, which makes
-/// serde buffer the whole body (Pod included) before decoding it; reading these three fields
-/// first lets the request, and the raw object inside it, decode straight from the bytes.
+/// serde buffer the whole body (Pod included) before decoding it; this envelope has the same
+/// fields without `flatten`, so the request and the raw object inside it decode in one pass.
 #[derive(serde::Deserialize)]
 struct Envelope<'a> {
-    #[serde(rename = "apiVersion", default)]
+    #[serde(rename = "apiVersion", default, borrow)]
     api_version: std::borrow::Cow<'a, str>,
-    #[serde(default)]
+    #[serde(default, borrow)]
     kind: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    request: Option<&'a RawValue>,
+    #[serde(default)]
+    request: Option<Request>,
 }
 
 /// Decodes an AdmissionReview request body.
@@ -90,11 +125,7 @@ pub fn parse_review(body: &[u8]) -> Result<Request, ReviewError> {
             envelope.api_version, envelope.kind
         )));
     }
-    let request = envelope
-        .request
-        .filter(|r| r.get() != "null")
-        .ok_or(ReviewError::NoRequest)?;
-    let mut req: Request = serde_json::from_str(request.get())?;
+    let mut req = envelope.request.ok_or(ReviewError::NoRequest)?;
     req.types = TypeMeta {
         api_version: envelope.api_version.into_owned(),
         kind: envelope.kind.into_owned(),
@@ -209,7 +240,7 @@ pub fn review(req: Request, ns: NamespaceLabels<'_>, cfg: &Config, on_error: OnE
         let msg = "request.object is missing; not injected".to_string();
         return cannot_decide(response, on_error, "no_object", msg);
     };
-    let pod: Value = match serde_json::from_str(object.json()) {
+    let pod = match crate::pod_view::parse(object.json()) {
         Ok(pod @ Value::Object(_)) => pod,
         _ => {
             let msg = "request.object is not a JSON object; not injected".to_string();

@@ -236,3 +236,26 @@ fn reinvocation_with_nothing_new_is_empty() {
     assert_eq!(out.result, OutcomeKind::Unchanged);
     assert!(resp["response"].get("patch").is_none());
 }
+
+#[test]
+fn encode_matches_kube_core_except_the_patch_encoding() {
+    let l = labels();
+    let req = parse_review(&serde_json::to_vec(&pod_review("team", sidecar_pod(), false)).unwrap())
+        .unwrap();
+    let out = review(
+        req,
+        NamespaceLabels::Known(&l),
+        &Config::default(),
+        OnError::Allow,
+    );
+    let ours: Value = serde_json::from_slice(&encode(&out.review)).unwrap();
+    let mut kube = serde_json::to_value(&out.review).unwrap();
+    let bytes: Vec<u8> = serde_json::from_value(kube["response"]["patch"].take()).unwrap();
+    kube["response"]["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+    assert_eq!(ours, kube);
+    assert_eq!(
+        ours["response"]["warnings"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert!(ours["response"]["auditAnnotations"].is_object());
+}

@@ -11,6 +11,7 @@ pub mod inject;
 pub mod istio;
 pub mod mutate;
 pub mod patch;
+pub mod pod_view;
 pub mod policy;
 pub mod raw_object;
 pub mod wait;

@@ -3,8 +3,8 @@
 //! Decoding the object into kube's `DynamicObject` buffers the whole document through serde's
 //! `flatten` machinery and decodes `ObjectMeta` field by field; the engine needs neither, and
 //! the patch must be computed against the raw JSON anyway (SPEC §5). `RawObject` only checks the
-//! JSON is well-formed and keeps the bytes; the engine parses them when, and only when, the Pod's
-//! namespace opted in.
+//! JSON is well-formed and keeps the bytes; the engine parses what it reads of them
+//! (`pod_view`) when, and only when, the Pod's namespace opted in.
 
 use std::borrow::Cow;
 

@@ -207,3 +207,21 @@ proptest! {
         prop_assert!(first.warnings.as_slice().iter().all(|w| w.chars().count() <= 120));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The server plans on the parts of the Pod the engine reads; the plan is the same as on
+    /// the whole Pod.
+    #[test]
+    fn plan_on_the_pod_view_equals_plan_on_the_whole_pod(mut input in pod(), labels in labels()) {
+        input["spec"]["volumes"] = json!([{"name": "v", "emptyDir": {}}]);
+        input["spec"]["containers"][0]["ports"] = json!([{"containerPort": 8080}]);
+        let cfg = Config::default();
+        let view = gke_wi_injector::pod_view::parse(&input.to_string()).unwrap();
+        prop_assert!(view["spec"].get("volumes").is_none());
+        let whole = plan(&cfg, "team", &labels, &input).unwrap();
+        let pruned = plan(&cfg, "team", &labels, &view).unwrap();
+        prop_assert_eq!(whole, pruned);
+    }
+}

@@ -1,0 +1,195 @@
+//! The parts of a Pod the engine reads, parsed straight from the request bytes.
+//!
+//! Building a full `serde_json::Value` of a Pod (managed fields, volumes, probes, resources...)
+//! and dropping it again was most of the cost of a review. The engine only reads the fields in
+//! [`POD`]; everything else is skipped without allocating. Lists of containers keep every entry
+//! (with only `name` and `env`), so indices, and therefore patch paths, are those of the request.
+//! A field of an unexpected type is kept whole, so the engine reports it as it would on the
+//! full Pod.
+
+use std::fmt;
+
+use serde::Deserializer;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+/// Which parts of a value to keep.
+pub enum Keep {
+    /// The whole value.
+    All,
+    /// Only these keys of an object.
+    Fields(&'static [(&'static str, Keep)]),
+    /// Every item of a list, each filtered.
+    Items(&'static Keep),
+}
+
+const CONTAINER: Keep = Keep::Fields(&[("name", Keep::All), ("env", Keep::All)]);
+
+/// What `policy::decide` and `mutate::plan` read of a Pod.
+pub const POD: Keep = Keep::Fields(&[
+    ("apiVersion", Keep::All),
+    ("kind", Keep::All),
+    (
+        "metadata",
+        Keep::Fields(&[
+            ("name", Keep::All),
+            ("generateName", Keep::All),
+            ("namespace", Keep::All),
+            ("annotations", Keep::All),
+        ]),
+    ),
+    (
+        "spec",
+        Keep::Fields(&[
+            ("hostNetwork", Keep::All),
+            ("os", Keep::All),
+            ("nodeSelector", Keep::All),
+            ("containers", Keep::Items(&CONTAINER)),
+            ("initContainers", Keep::Items(&CONTAINER)),
+        ]),
+    ),
+]);
+
+/// Parses the parts of the Pod in `json` that the engine reads.
+pub fn parse(json: &str) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let value = Pruned(&POD).deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// Deserializes a value keeping only what `Keep` names.
+pub struct Pruned(pub &'static Keep);
+
+impl<'de> DeserializeSeed<'de> for Pruned {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        match self.0 {
+            Keep::All => serde::Deserialize::deserialize(d),
+            keep => d.deserialize_any(PrunedVisitor(keep)),
+        }
+    }
+}
+
+struct PrunedVisitor(&'static Keep);
+
+impl<'de> Visitor<'de> for PrunedVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let fields = match self.0 {
+            Keep::Fields(fields) => Some(*fields),
+            _ => None,
+        };
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match fields {
+                Some(fields) => match fields.iter().find(|(name, _)| *name == key) {
+                    Some((_, keep)) => {
+                        out.insert(key, map.next_value_seed(Pruned(keep))?);
+                    }
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                },
+                // An object where a list was expected: kept whole.
+                None => {
+                    out.insert(key, map.next_value::<Value>()?);
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        match self.0 {
+            Keep::Items(item) => {
+                while let Some(v) = seq.next_element_seed(Pruned(item))? {
+                    out.push(v);
+                }
+            }
+            // A list where an object was expected: kept whole.
+            _ => {
+                while let Some(v) = seq.next_element::<Value>()? {
+                    out.push(v);
+                }
+            }
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keeps_what_the_engine_reads_and_nothing_else() {
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "annotations": {"a": "b"}, "managedFields": [{"x": 1}], "labels": {"l": "v"}},
+            "spec": {
+                "containers": [{"name": "c", "image": "i", "env": [{"name": "E", "value": "v"}], "ports": [{"containerPort": 80}]}],
+                "initContainers": [{"name": "i", "restartPolicy": "Always"}],
+                "hostNetwork": false, "nodeSelector": {"kubernetes.io/os": "linux"}, "volumes": [{"name": "v"}]
+            },
+            "status": {"phase": "Pending"}
+        });
+        let got = parse(&pod.to_string()).unwrap();
+        assert_eq!(
+            got,
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "annotations": {"a": "b"}},
+                "spec": {
+                    "containers": [{"name": "c", "env": [{"name": "E", "value": "v"}]}],
+                    "initContainers": [{"name": "i"}],
+                    "hostNetwork": false, "nodeSelector": {"kubernetes.io/os": "linux"}
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn unexpected_types_are_kept_whole() {
+        let pod = json!({"spec": {"containers": {"a": [1, 2]}, "initContainers": ["x", 3, null, 1.5]}, "metadata": [1]});
+        assert_eq!(parse(&pod.to_string()).unwrap(), pod);
+    }
+
+    #[test]
+    fn trailing_garbage_is_an_error() {
+        assert!(parse("{} x").is_err());
+        assert!(parse("{\"spec\": ").is_err());
+    }
+}
