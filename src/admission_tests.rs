@@ -240,8 +240,10 @@ fn reinvocation_with_nothing_new_is_empty() {
 #[test]
 fn encode_matches_kube_core_except_the_patch_encoding() {
     let l = labels();
-    let req = parse_review(&serde_json::to_vec(&pod_review("team", sidecar_pod(), false)).unwrap())
-        .unwrap();
+    let mut pod = sidecar_pod();
+    pod["spec"]["containers"][0]["env"] =
+        json!([{"name": "GCE_METADATA_HOST", "value": "10.0.0.1"}]);
+    let req = parse_review(&serde_json::to_vec(&pod_review("team", pod, false)).unwrap()).unwrap();
     let out = review(
         req,
         NamespaceLabels::Known(&l),
