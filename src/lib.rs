@@ -12,6 +12,11 @@ pub mod istio;
 pub mod mutate;
 pub mod patch;
 
+pub mod certs;
+pub mod metrics;
+pub mod reload;
+pub mod tls;
+
 /// What the wait program (and the curl command of `--wait-mode=curl`) prints when it gives up,
 /// word for word from GKE's troubleshooting guide.
 pub const WAIT_FAILURE_MESSAGE: &str = "Retry limit exceeded. Failed to wait for metadata server to be available. Check if the gke-metadata-server Pod in the kube-system namespace is healthy.";
