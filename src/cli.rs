@@ -8,10 +8,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::admission::OnError;
 use crate::policy::{Config, Prefix, Quantity, WaitMode};
 
 #[derive(Debug, Parser)]
-#[command(name = "gke-wi-injector", version, about = "Mutating admission webhook that makes GKE Workload Identity Federation Pods start reliably")]
+#[command(
+    name = "gke-wi-injector",
+    version,
+    about = "Mutating admission webhook that makes GKE Workload Identity Federation Pods start reliably"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -33,15 +38,27 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct MutationArgs {
     /// Prefix of the namespace labels and Pod annotations the injector reads and writes.
-    #[arg(long, env = "GKE_WI_INJECTOR_PREFIX", default_value = "gke-wi-injector.dev")]
+    #[arg(
+        long,
+        env = "GKE_WI_INJECTOR_PREFIX",
+        default_value = "gke-wi-injector.dev"
+    )]
     pub prefix: Prefix,
 
     /// The injector's own namespace; its Pods are never mutated.
-    #[arg(long, env = "GKE_WI_INJECTOR_NAMESPACE", default_value = "gke-wi-injector")]
+    #[arg(
+        long,
+        env = "GKE_WI_INJECTOR_NAMESPACE",
+        default_value = "gke-wi-injector"
+    )]
     pub injector_namespace: String,
 
     /// Image of the wait init container (the injector's own image carries the `wait` program).
-    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_IMAGE", default_value = "gke-wi-injector:latest")]
+    #[arg(
+        long,
+        env = "GKE_WI_INJECTOR_WAIT_IMAGE",
+        default_value = "gke-wi-injector:latest"
+    )]
     pub wait_image: String,
 
     /// Image of the wait init container for Windows Pods; without it Windows Pods get no wait container.
@@ -53,7 +70,11 @@ pub struct MutationArgs {
     pub wait_mode: WaitMode,
 
     /// Name of the wait init container.
-    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_CONTAINER_NAME", default_value = "gke-metadata-wait")]
+    #[arg(
+        long,
+        env = "GKE_WI_INJECTOR_WAIT_CONTAINER_NAME",
+        default_value = "gke-metadata-wait"
+    )]
     pub wait_container_name: String,
 
     /// CPU request of the wait init container.
@@ -61,15 +82,27 @@ pub struct MutationArgs {
     pub wait_cpu_request: Quantity,
 
     /// Memory request of the wait init container.
-    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_MEMORY_REQUEST", default_value = "16Mi")]
+    #[arg(
+        long,
+        env = "GKE_WI_INJECTOR_WAIT_MEMORY_REQUEST",
+        default_value = "16Mi"
+    )]
     pub wait_memory_request: Quantity,
 
     /// Memory limit of the wait init container.
-    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_MEMORY_LIMIT", default_value = "32Mi")]
+    #[arg(
+        long,
+        env = "GKE_WI_INJECTOR_WAIT_MEMORY_LIMIT",
+        default_value = "32Mi"
+    )]
     pub wait_memory_limit: Quantity,
 
     /// Value of GCE_METADATA_HOST, and the address excluded from the Istio sidecar's capture.
-    #[arg(long, env = "GKE_WI_INJECTOR_METADATA_HOST", default_value = "169.254.169.254")]
+    #[arg(
+        long,
+        env = "GKE_WI_INJECTOR_METADATA_HOST",
+        default_value = "169.254.169.254"
+    )]
     pub metadata_host: IpAddr,
 }
 
@@ -91,14 +124,6 @@ impl MutationArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnError {
-    /// Allow the Pod unchanged, with a warning.
-    Allow,
-    /// Deny the Pod.
-    Deny,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Json,
     Text,
@@ -114,7 +139,11 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 
     /// Plain-HTTP address of /livez, /readyz and /metrics.
-    #[arg(long, env = "GKE_WI_INJECTOR_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    #[arg(
+        long,
+        env = "GKE_WI_INJECTOR_ADMIN_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
     pub admin_listen: SocketAddr,
 
     /// PEM certificate chain served to the API server; re-read when the file changes.
@@ -178,7 +207,12 @@ pub struct InjectArgs {
     pub namespace_labels: Labels,
 
     /// Namespace of objects that name none.
-    #[arg(short = 'n', long = "namespace", env = "GKE_WI_INJECTOR_INJECT_NAMESPACE", default_value = "default")]
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        env = "GKE_WI_INJECTOR_INJECT_NAMESPACE",
+        default_value = "default"
+    )]
     pub namespace: String,
 
     /// What to print.
@@ -189,11 +223,19 @@ pub struct InjectArgs {
 #[derive(Debug, Args)]
 pub struct CertsArgs {
     /// Name of the webhook Service.
-    #[arg(long, env = "GKE_WI_INJECTOR_CERTS_SERVICE", default_value = "gke-wi-injector")]
+    #[arg(
+        long,
+        env = "GKE_WI_INJECTOR_CERTS_SERVICE",
+        default_value = "gke-wi-injector"
+    )]
     pub service: String,
 
     /// Namespace of the webhook Service.
-    #[arg(long, env = "GKE_WI_INJECTOR_CERTS_NAMESPACE", default_value = "gke-wi-injector")]
+    #[arg(
+        long,
+        env = "GKE_WI_INJECTOR_CERTS_NAMESPACE",
+        default_value = "gke-wi-injector"
+    )]
     pub namespace: String,
 
     /// Directory to write ca.crt, tls.crt and tls.key to.
@@ -268,7 +310,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => Ok(secs(60)),
         "h" => Ok(secs(3600)),
         "d" => Ok(secs(86_400)),
-        _ => Err(format!("duration {s:?} has unknown unit {unit:?} (ms, s, m, h, d)")),
+        _ => Err(format!(
+            "duration {s:?} has unknown unit {unit:?} (ms, s, m, h, d)"
+        )),
     }
 }
 
@@ -285,7 +329,10 @@ mod tests {
     #[case::empty_value("a=", &[("a", "")])]
     fn labels_parse(#[case] input: &str, #[case] want: &[(&str, &str)]) {
         let got = parse_labels(input).unwrap();
-        let want: Labels = want.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let want: Labels = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         assert_eq!(got, want);
     }
 
@@ -323,7 +370,12 @@ mod tests {
                 if arg.is_positional() || ["help", "version"].contains(&arg.get_id().as_str()) {
                     continue;
                 }
-                assert!(arg.get_env().is_some(), "{} --{} has no env", sub.get_name(), arg.get_id());
+                assert!(
+                    arg.get_env().is_some(),
+                    "{} --{} has no env",
+                    sub.get_name(),
+                    arg.get_id()
+                );
             }
         }
     }

@@ -67,11 +67,14 @@ pub fn merge_proxy_config(existing: Option<&str>) -> ProxyConfigMerge {
 
     // Edit the text in place and keep the result only if it parses to exactly the wanted map.
     let trimmed = text.trim_end();
-    let candidates = if trimmed.ends_with('}') {
-        let body = &trimmed[..trimmed.len() - 1];
+    let candidates = if let Some(body) = trimmed.strip_suffix('}') {
         let empty = body.trim_end().ends_with('{');
         let json_style = trimmed.trim_start().starts_with('{') && (empty || body.contains('"'));
-        let entry = if json_style { format!("\"{HOLD}\":true") } else { format!("{HOLD}: true") };
+        let entry = if json_style {
+            format!("\"{HOLD}\":true")
+        } else {
+            format!("{HOLD}: true")
+        };
         let sep = if empty { "" } else { "," };
         vec![format!("{body}{sep}{entry}}}")]
     } else {
@@ -106,7 +109,10 @@ mod tests {
     #[case::absent(None, Some("169.254.169.254/32"))]
     #[case::empty(Some(""), Some("169.254.169.254/32"))]
     #[case::other(Some("10.0.0.0/8"), Some("10.0.0.0/8,169.254.169.254/32"))]
-    #[case::spaces(Some("10.0.0.0/8, 192.168.0.0/16"), Some("10.0.0.0/8, 192.168.0.0/16,169.254.169.254/32"))]
+    #[case::spaces(
+        Some("10.0.0.0/8, 192.168.0.0/16"),
+        Some("10.0.0.0/8, 192.168.0.0/16,169.254.169.254/32")
+    )]
     #[case::trailing_comma(Some("10.0.0.0/8,"), Some("10.0.0.0/8,169.254.169.254/32"))]
     #[case::exact(Some("169.254.169.254/32"), None)]
     #[case::exact_spaced(Some("10.0.0.0/8 , 169.254.169.254/32"), None)]
@@ -125,9 +131,15 @@ mod tests {
     #[test]
     fn exclude_ranges_ipv6_host() {
         let host: IpAddr = "fd20::254".parse().unwrap();
-        assert_eq!(merge_exclude_ranges(None, host).as_deref(), Some("fd20::254/128"));
+        assert_eq!(
+            merge_exclude_ranges(None, host).as_deref(),
+            Some("fd20::254/128")
+        );
         assert_eq!(merge_exclude_ranges(Some("fd20::/16"), host), None);
-        assert_eq!(merge_exclude_ranges(Some("10.0.0.0/8"), host).as_deref(), Some("10.0.0.0/8,fd20::254/128"));
+        assert_eq!(
+            merge_exclude_ranges(Some("10.0.0.0/8"), host).as_deref(),
+            Some("10.0.0.0/8,fd20::254/128")
+        );
     }
 
     fn set(s: &str) -> ProxyConfigMerge {
@@ -137,17 +149,49 @@ mod tests {
     #[rstest]
     #[case::absent(None, set(r#"{"holdApplicationUntilProxyStarts":true}"#))]
     #[case::blank(Some("  "), set(r#"{"holdApplicationUntilProxyStarts":true}"#))]
-    #[case::json(Some(r#"{"concurrency": 2}"#), set(r#"{"concurrency": 2,"holdApplicationUntilProxyStarts":true}"#))]
+    #[case::json(
+        Some(r#"{"concurrency": 2}"#),
+        set(r#"{"concurrency": 2,"holdApplicationUntilProxyStarts":true}"#)
+    )]
     #[case::json_empty(Some("{}"), set(r#"{"holdApplicationUntilProxyStarts":true}"#))]
-    #[case::json_nested(Some(r#"{"proxyMetadata":{"A":"b"}}"#), set(r#"{"proxyMetadata":{"A":"b"},"holdApplicationUntilProxyStarts":true}"#))]
-    #[case::yaml(Some("concurrency: 2\n"), set("concurrency: 2\nholdApplicationUntilProxyStarts: true\n"))]
-    #[case::yaml_nested(Some("proxyMetadata:\n  ISTIO_META_DNS_CAPTURE: \"true\"\nconcurrency: 2"), set("proxyMetadata:\n  ISTIO_META_DNS_CAPTURE: \"true\"\nconcurrency: 2\nholdApplicationUntilProxyStarts: true\n"))]
-    #[case::yaml_comment(Some("# tuned\nconcurrency: 2\n"), set("# tuned\nconcurrency: 2\nholdApplicationUntilProxyStarts: true\n"))]
-    #[case::yaml_flow(Some("{concurrency: 2}"), set("{concurrency: 2,holdApplicationUntilProxyStarts: true}"))]
-    #[case::already_true_json(Some(r#"{"holdApplicationUntilProxyStarts": true}"#), ProxyConfigMerge::Unchanged)]
-    #[case::already_true_yaml(Some("holdApplicationUntilProxyStarts: true"), ProxyConfigMerge::Unchanged)]
-    #[case::explicit_false(Some("holdApplicationUntilProxyStarts: false"), ProxyConfigMerge::ExplicitlyOff)]
-    #[case::string_true(Some(r#"{"holdApplicationUntilProxyStarts": "yes"}"#), ProxyConfigMerge::ExplicitlyOff)]
+    #[case::json_nested(
+        Some(r#"{"proxyMetadata":{"A":"b"}}"#),
+        set(r#"{"proxyMetadata":{"A":"b"},"holdApplicationUntilProxyStarts":true}"#)
+    )]
+    #[case::yaml(
+        Some("concurrency: 2\n"),
+        set("concurrency: 2\nholdApplicationUntilProxyStarts: true\n")
+    )]
+    #[case::yaml_nested(
+        Some("proxyMetadata:\n  ISTIO_META_DNS_CAPTURE: \"true\"\nconcurrency: 2"),
+        set(
+            "proxyMetadata:\n  ISTIO_META_DNS_CAPTURE: \"true\"\nconcurrency: 2\nholdApplicationUntilProxyStarts: true\n"
+        )
+    )]
+    #[case::yaml_comment(
+        Some("# tuned\nconcurrency: 2\n"),
+        set("# tuned\nconcurrency: 2\nholdApplicationUntilProxyStarts: true\n")
+    )]
+    #[case::yaml_flow(
+        Some("{concurrency: 2}"),
+        set("{concurrency: 2,holdApplicationUntilProxyStarts: true}")
+    )]
+    #[case::already_true_json(
+        Some(r#"{"holdApplicationUntilProxyStarts": true}"#),
+        ProxyConfigMerge::Unchanged
+    )]
+    #[case::already_true_yaml(
+        Some("holdApplicationUntilProxyStarts: true"),
+        ProxyConfigMerge::Unchanged
+    )]
+    #[case::explicit_false(
+        Some("holdApplicationUntilProxyStarts: false"),
+        ProxyConfigMerge::ExplicitlyOff
+    )]
+    #[case::string_true(
+        Some(r#"{"holdApplicationUntilProxyStarts": "yes"}"#),
+        ProxyConfigMerge::ExplicitlyOff
+    )]
     #[case::broken(Some("{concurrency: "), ProxyConfigMerge::Unparsable)]
     #[case::list(Some("- a\n- b"), ProxyConfigMerge::Unparsable)]
     #[case::scalar(Some("hello"), ProxyConfigMerge::Unparsable)]
@@ -158,7 +202,9 @@ mod tests {
     #[test]
     fn merged_proxy_config_keeps_every_key() {
         let text = "concurrency: 2\ntracing:\n  sampling: 10\nproxyMetadata:\n  A: b\n";
-        let ProxyConfigMerge::Set(out) = merge_proxy_config(Some(text)) else { panic!() };
+        let ProxyConfigMerge::Set(out) = merge_proxy_config(Some(text)) else {
+            panic!()
+        };
         let v: serde_yaml::Value = serde_yaml::from_str(&out).unwrap();
         assert_eq!(v["concurrency"], serde_yaml::Value::from(2));
         assert_eq!(v["tracing"]["sampling"], serde_yaml::Value::from(10));

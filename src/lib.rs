@@ -5,12 +5,13 @@
 //! HTTP, no Kubernetes client. The server, the offline `inject` command and the tests all call it.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod cli;
-pub mod policy;
-pub mod warnings;
 pub mod istio;
 pub mod mutate;
 pub mod patch;
+pub mod policy;
+pub mod warnings;
 
 pub mod certs;
 pub mod metrics;

@@ -41,7 +41,10 @@ pub struct ShapeError {
 }
 
 fn shape(field: impl Into<String>, problem: impl Into<String>) -> ShapeError {
-    ShapeError { field: field.into(), problem: problem.into() }
+    ShapeError {
+        field: field.into(),
+        problem: problem.into(),
+    }
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -61,37 +64,64 @@ fn check_shape(pod: &Value) -> Result<(), ShapeError> {
         None | Some(Value::Null) if !required => Ok(()),
         None => Err(shape(field, "missing")),
         Some(Value::Object(_)) => Ok(()),
-        Some(other) => Err(shape(field, format!("expected an object, found {}", type_name(other)))),
+        Some(other) => Err(shape(
+            field,
+            format!("expected an object, found {}", type_name(other)),
+        )),
     };
     if !pod.is_object() {
-        return Err(shape("(document)", format!("expected an object, found {}", type_name(pod))));
+        return Err(shape(
+            "(document)",
+            format!("expected an object, found {}", type_name(pod)),
+        ));
     }
     expect_object("metadata", pod.get("metadata"), false)?;
     if let Some(Value::Object(annotations)) = pod.pointer("/metadata/annotations") {
         for (k, v) in annotations {
             if !v.is_string() {
-                return Err(shape(format!("metadata.annotations[{k}]"), format!("expected a string, found {}", type_name(v))));
+                return Err(shape(
+                    format!("metadata.annotations[{k}]"),
+                    format!("expected a string, found {}", type_name(v)),
+                ));
             }
         }
     } else {
-        expect_object("metadata.annotations", pod.pointer("/metadata/annotations"), false)?;
+        expect_object(
+            "metadata.annotations",
+            pod.pointer("/metadata/annotations"),
+            false,
+        )?;
     }
     expect_object("spec", pod.get("spec"), true)?;
     let spec = &pod["spec"];
-    if let Some(v) = spec.get("hostNetwork").filter(|v| !v.is_boolean() && !v.is_null()) {
-        return Err(shape("spec.hostNetwork", format!("expected a boolean, found {}", type_name(v))));
+    if let Some(v) = spec
+        .get("hostNetwork")
+        .filter(|v| !v.is_boolean() && !v.is_null())
+    {
+        return Err(shape(
+            "spec.hostNetwork",
+            format!("expected a boolean, found {}", type_name(v)),
+        ));
     }
     for (list, required) in [("containers", true), ("initContainers", false)] {
         let containers = match spec.get(list) {
             None | Some(Value::Null) if !required => continue,
             None | Some(Value::Null) => return Err(shape(format!("spec.{list}"), "missing")),
             Some(Value::Array(items)) => items,
-            Some(other) => return Err(shape(format!("spec.{list}"), format!("expected a list, found {}", type_name(other)))),
+            Some(other) => {
+                return Err(shape(
+                    format!("spec.{list}"),
+                    format!("expected a list, found {}", type_name(other)),
+                ));
+            }
         };
         for (i, c) in containers.iter().enumerate() {
             let field = format!("spec.{list}[{i}]");
             if !c.is_object() {
-                return Err(shape(field, format!("expected an object, found {}", type_name(c))));
+                return Err(shape(
+                    field,
+                    format!("expected an object, found {}", type_name(c)),
+                ));
             }
             if !c.get("name").is_some_and(Value::is_string) {
                 return Err(shape(format!("{field}.name"), "expected a string"));
@@ -101,11 +131,19 @@ fn check_shape(pod: &Value) -> Result<(), ShapeError> {
                 Some(Value::Array(env)) => {
                     for (j, e) in env.iter().enumerate() {
                         if !e.get("name").is_some_and(Value::is_string) {
-                            return Err(shape(format!("{field}.env[{j}].name"), "expected a string"));
+                            return Err(shape(
+                                format!("{field}.env[{j}].name"),
+                                "expected a string",
+                            ));
                         }
                     }
                 }
-                Some(other) => return Err(shape(format!("{field}.env"), format!("expected a list, found {}", type_name(other)))),
+                Some(other) => {
+                    return Err(shape(
+                        format!("{field}.env"),
+                        format!("expected a list, found {}", type_name(other)),
+                    ));
+                }
             }
         }
     }
@@ -114,7 +152,12 @@ fn check_shape(pod: &Value) -> Result<(), ShapeError> {
 
 /// Plans the mutation of `pod` (a Pod, or a Pod template with `metadata` and `spec`) created in
 /// `namespace`, whose labels are `ns_labels`.
-pub fn plan(cfg: &Config, namespace: &str, ns_labels: &Labels, pod: &Value) -> Result<Plan, ShapeError> {
+pub fn plan(
+    cfg: &Config,
+    namespace: &str,
+    ns_labels: &Labels,
+    pod: &Value,
+) -> Result<Plan, ShapeError> {
     check_shape(pod)?;
     let mut warnings = Warnings::default();
     let decision = policy::decide(cfg, namespace, ns_labels, pod, &mut warnings);
@@ -135,9 +178,18 @@ pub fn plan(cfg: &Config, namespace: &str, ns_labels: &Labels, pod: &Value) -> R
         if annotation(pod, &record_key) != Some(record.as_str()) {
             annotations.push((record_key, Value::String(record)));
         }
-        patch::set_keys(pod, &[Token::new("metadata"), Token::new("annotations")], annotations, &mut ops);
+        patch::set_keys(
+            pod,
+            &[Token::new("metadata"), Token::new("annotations")],
+            annotations,
+            &mut ops,
+        );
     }
-    Ok(Plan { decision, ops, warnings })
+    Ok(Plan {
+        decision,
+        ops,
+        warnings,
+    })
 }
 
 fn annotation<'a>(pod: &'a Value, key: &str) -> Option<&'a str> {
@@ -153,10 +205,17 @@ fn metadata_host_value(cfg: &Config) -> String {
 
 /// `GCE_METADATA_HOST` on every init container and container that lacks it. Runs before the
 /// wait container is prepended, so init container indices are those of the request.
-fn add_metadata_host(cfg: &Config, pod: &Value, ops: &mut Vec<PatchOperation>, warnings: &mut Warnings) {
+fn add_metadata_host(
+    cfg: &Config,
+    pod: &Value,
+    ops: &mut Vec<PatchOperation>,
+    warnings: &mut Warnings,
+) {
     let ours = metadata_host_value(cfg);
     for list in ["initContainers", "containers"] {
-        let Some(containers) = pod["spec"].get(list).and_then(Value::as_array) else { continue };
+        let Some(containers) = pod["spec"].get(list).and_then(Value::as_array) else {
+            continue;
+        };
         for (i, container) in containers.iter().enumerate() {
             let existing = container
                 .get("env")
@@ -165,12 +224,21 @@ fn add_metadata_host(cfg: &Config, pod: &Value, ops: &mut Vec<PatchOperation>, w
             match existing {
                 None => patch::append(
                     pod,
-                    &[Token::new("spec"), Token::new(list), Token::from(i), Token::new("env")],
+                    &[
+                        Token::new("spec"),
+                        Token::new(list),
+                        Token::from(i),
+                        Token::new("env"),
+                    ],
                     json!({"name": METADATA_HOST_ENV, "value": ours}),
                     ops,
                 ),
                 Some(entry) => {
-                    if let Some(value) = entry.get("value").and_then(Value::as_str).filter(|v| *v != ours) {
+                    if let Some(value) = entry
+                        .get("value")
+                        .and_then(Value::as_str)
+                        .filter(|v| *v != ours)
+                    {
                         let name = container["name"].as_str().unwrap_or_default();
                         warnings.push(format!(
                             "spec.{list}[{name}].env {METADATA_HOST_ENV}={value:?} differs from {ours}; left as is"
@@ -183,15 +251,29 @@ fn add_metadata_host(cfg: &Config, pod: &Value, ops: &mut Vec<PatchOperation>, w
 }
 
 /// The wait init container, prepended unless an init container of that name exists.
-fn add_wait_container(cfg: &Config, pod: &Value, with_env: bool, windows: bool, ops: &mut Vec<PatchOperation>) {
+fn add_wait_container(
+    cfg: &Config,
+    pod: &Value,
+    with_env: bool,
+    windows: bool,
+    ops: &mut Vec<PatchOperation>,
+) {
     let exists = pod["spec"]
         .get("initContainers")
         .and_then(Value::as_array)
-        .is_some_and(|list| list.iter().any(|c| c["name"] == cfg.wait_container_name.as_str()));
+        .is_some_and(|list| {
+            list.iter()
+                .any(|c| c["name"] == cfg.wait_container_name.as_str())
+        });
     if exists {
         return;
     }
-    patch::prepend(pod, &[Token::new("spec"), Token::new("initContainers")], wait_container(cfg, with_env, windows), ops);
+    patch::prepend(
+        pod,
+        &[Token::new("spec"), Token::new("initContainers")],
+        wait_container(cfg, with_env, windows),
+        ops,
+    );
 }
 
 /// The GKE guide's curl command, for `--wait-mode=curl`.
@@ -212,7 +294,9 @@ fn wait_container(cfg: &Config, with_env: bool, windows: bool) -> Value {
     let mut c = json!({"name": cfg.wait_container_name, "image": image});
     match cfg.wait_mode {
         WaitMode::Wait => c["args"] = json!(["wait"]),
-        WaitMode::Curl => c["command"] = json!(["sh", "-c", curl_command(&metadata_host_value(cfg))]),
+        WaitMode::Curl => {
+            c["command"] = json!(["sh", "-c", curl_command(&metadata_host_value(cfg))])
+        }
     }
     if with_env {
         c["env"] = json!([{"name": METADATA_HOST_ENV, "value": metadata_host_value(cfg)}]);
@@ -232,8 +316,15 @@ fn wait_container(cfg: &Config, with_env: bool, windows: bool) -> Value {
     c
 }
 
-fn istio_annotations(cfg: &Config, pod: &Value, out: &mut Vec<(String, Value)>, warnings: &mut Warnings) {
-    if let Some(v) = istio::merge_exclude_ranges(annotation(pod, istio::EXCLUDE_OUTBOUND), cfg.metadata_host) {
+fn istio_annotations(
+    cfg: &Config,
+    pod: &Value,
+    out: &mut Vec<(String, Value)>,
+    warnings: &mut Warnings,
+) {
+    if let Some(v) =
+        istio::merge_exclude_ranges(annotation(pod, istio::EXCLUDE_OUTBOUND), cfg.metadata_host)
+    {
         out.push((istio::EXCLUDE_OUTBOUND.to_string(), Value::String(v)));
     }
     match istio::merge_proxy_config(annotation(pod, istio::PROXY_CONFIG)) {

@@ -35,14 +35,18 @@ impl FromStr for Prefix {
             && s.split('.').all(|part| {
                 !part.is_empty()
                     && part.len() <= 63
-                    && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                     && !part.starts_with('-')
                     && !part.ends_with('-')
             });
         if ok {
             Ok(Prefix(s.to_string()))
         } else {
-            Err(format!("prefix {s:?} is not a DNS subdomain (lowercase letters, digits, '-' and '.')"))
+            Err(format!(
+                "prefix {s:?} is not a DNS subdomain (lowercase letters, digits, '-' and '.')"
+            ))
         }
     }
 }
@@ -69,7 +73,9 @@ impl FromStr for Quantity {
         const SUFFIXES: [&str; 14] = [
             "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
         ];
-        let digits_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+        let digits_end = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
         let (number, suffix) = s.split_at(digits_end);
         let number_ok = !number.is_empty()
             && number.matches('.').count() <= 1
@@ -77,7 +83,9 @@ impl FromStr for Quantity {
         if number_ok && SUFFIXES.contains(&suffix) {
             Ok(Quantity(s.to_string()))
         } else {
-            Err(format!("{s:?} is not a resource quantity such as 10m, 16Mi or 1"))
+            Err(format!(
+                "{s:?} is not a resource quantity such as 10m, 16Mi or 1"
+            ))
         }
     }
 }
@@ -250,7 +258,9 @@ pub fn decide(
     if ns_labels.get(&inject_key).map(String::as_str) != Some("enabled") {
         return Decision::Skip(Skip::NotOptedIn);
     }
-    let annotations = pod.pointer("/metadata/annotations").and_then(Value::as_object);
+    let annotations = pod
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object);
     let annotation = |key: &str| annotations.and_then(|a| a.get(key)).and_then(Value::as_str);
 
     match annotation(&inject_key) {
@@ -264,7 +274,9 @@ pub fn decide(
         return Decision::Skip(Skip::MirrorPod);
     }
     if pod.pointer("/spec/hostNetwork").and_then(Value::as_bool) == Some(true) {
-        warnings.push("spec.hostNetwork is true: Workload Identity does not serve this Pod; not injected");
+        warnings.push(
+            "spec.hostNetwork is true: Workload Identity does not serve this Pod; not injected",
+        );
         return Decision::Skip(Skip::HostNetwork);
     }
 
@@ -278,8 +290,14 @@ pub fn decide(
             (_, Some("enabled")) => true,
             (_, Some("disabled")) => false,
             (_, Some(other)) => {
-                let allowed = if feature == Feature::Istio { "enabled/disabled/auto" } else { "enabled/disabled" };
-                warnings.push(format!("namespace label {key}={other:?} is not {allowed}; using the default"));
+                let allowed = if feature == Feature::Istio {
+                    "enabled/disabled/auto"
+                } else {
+                    "enabled/disabled"
+                };
+                warnings.push(format!(
+                    "namespace label {key}={other:?} is not {allowed}; using the default"
+                ));
                 feature != Feature::Istio || istio_auto(ns_labels)
             }
         };
@@ -335,7 +353,10 @@ mod tests {
     const P: &str = "gke-wi-injector.dev";
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.replace("P/", &format!("{P}/")), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.replace("P/", &format!("{P}/")), v.to_string()))
+            .collect()
     }
 
     fn pod_with(annotations: &[(&str, &str)], spec: Value) -> Value {
@@ -353,7 +374,10 @@ mod tests {
     }
 
     fn inject(wait: bool, host: bool, istio: bool) -> Decision {
-        Decision::Inject { features: Features { wait, host, istio }, windows: false }
+        Decision::Inject {
+            features: Features { wait, host, istio },
+            windows: false,
+        }
     }
 
     const ON: (&str, &str) = ("P/inject", "enabled");
@@ -384,7 +408,11 @@ mod tests {
         #[case] annotations: &[(&str, &str)],
         #[case] want: Decision,
     ) {
-        let (got, warnings) = run(ns, ns_labels, pod_with(annotations, json!({"containers": []})));
+        let (got, warnings) = run(
+            ns,
+            ns_labels,
+            pod_with(annotations, json!({"containers": []})),
+        );
         assert_eq!(got, want);
         assert!(warnings.is_empty(), "{warnings:?}");
     }
@@ -425,27 +453,60 @@ mod tests {
     #[case::os_name(json!({"os": {"name": "windows"}}))]
     #[case::node_selector(json!({"nodeSelector": {"kubernetes.io/os": "windows"}}))]
     fn windows_pods_get_no_wait_container(#[case] spec: Value) {
-        let (d, w) = run("team", &[ON, ("P/istio", "enabled")], pod_with(&[], spec.clone()));
+        let (d, w) = run(
+            "team",
+            &[ON, ("P/istio", "enabled")],
+            pod_with(&[], spec.clone()),
+        );
         assert_eq!(
             d,
-            Decision::Inject { features: Features { wait: false, host: true, istio: true }, windows: true }
+            Decision::Inject {
+                features: Features {
+                    wait: false,
+                    host: true,
+                    istio: true
+                },
+                windows: true
+            }
         );
         assert!(w[0].contains("--wait-image-windows"), "{w:?}");
 
-        let cfg = Config { wait_image_windows: Some("win:1".into()), ..Config::default() };
+        let cfg = Config {
+            wait_image_windows: Some("win:1".into()),
+            ..Config::default()
+        };
         let mut w = Warnings::default();
         let d = decide(&cfg, "team", &labels(&[ON]), &pod_with(&[], spec), &mut w);
-        assert_eq!(d, Decision::Inject { features: Features { wait: true, host: true, istio: false }, windows: true });
+        assert_eq!(
+            d,
+            Decision::Inject {
+                features: Features {
+                    wait: true,
+                    host: true,
+                    istio: false
+                },
+                windows: true
+            }
+        );
         assert!(w.into_vec().is_empty());
     }
 
     #[test]
     fn custom_prefix_is_read() {
-        let cfg = Config { prefix: "wi.example.com".parse().unwrap(), ..Config::default() };
+        let cfg = Config {
+            prefix: "wi.example.com".parse().unwrap(),
+            ..Config::default()
+        };
         let ns: Labels = [("wi.example.com/inject".to_string(), "enabled".to_string())].into();
         let mut w = Warnings::default();
-        assert_eq!(decide(&cfg, "a", &ns, &json!({}), &mut w), inject(true, true, false));
-        assert_eq!(decide(&Config::default(), "a", &ns, &json!({}), &mut w), Decision::Skip(Skip::NotOptedIn));
+        assert_eq!(
+            decide(&cfg, "a", &ns, &json!({}), &mut w),
+            inject(true, true, false)
+        );
+        assert_eq!(
+            decide(&Config::default(), "a", &ns, &json!({}), &mut w),
+            Decision::Skip(Skip::NotOptedIn)
+        );
     }
 
     #[rstest]

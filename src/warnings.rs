@@ -14,7 +14,10 @@ impl Warnings {
     pub fn push(&mut self, warning: impl Into<String>) {
         let mut w: String = warning.into();
         if let Some((cut, _)) = w.char_indices().nth(MAX_WARNING_CHARS) {
-            let keep = w[..cut].char_indices().nth(MAX_WARNING_CHARS - 1).map_or(cut, |(i, _)| i);
+            let keep = w[..cut]
+                .char_indices()
+                .nth(MAX_WARNING_CHARS - 1)
+                .map_or(cut, |(i, _)| i);
             w.truncate(keep);
             w.push('…');
         }

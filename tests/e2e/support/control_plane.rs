@@ -61,8 +61,13 @@ impl ControlPlane {
         let serving_ca = new_ca("gke-wi-e2e serving CA")?;
         let serving_ca_pem = serving_ca.cert_pem.clone();
         let mut serving = CertificateParams::new(vec!["localhost".to_string(), HOST.to_string()])?;
-        serving.distinguished_name.push(DnType::CommonName, "kube-apiserver");
-        serving.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        serving
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
+        serving.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         serving.use_authority_key_identifier_extension = true;
         let serving_key = KeyPair::generate()?;
@@ -149,7 +154,13 @@ impl ControlPlane {
         let n = self.kubeconfig_counter.fetch_add(1, Ordering::Relaxed);
         let safe: String = user
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         self.write_kubeconfig(user, groups, &format!("{safe}-{n}"))
     }
@@ -340,7 +351,12 @@ impl Supervised {
             .spawn()
             .ok()
             .and_then(|mut w| w.stdin.take().map(|s| (w, s)));
-        Ok(Supervised { name, child, watchdog, log: log.to_path_buf() })
+        Ok(Supervised {
+            name,
+            child,
+            watchdog,
+            log: log.to_path_buf(),
+        })
     }
 
     fn kill(&mut self) {
@@ -387,7 +403,10 @@ fn new_ca(cn: &str) -> Result<Ca> {
     ];
     let key = KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
-    Ok(Ca { issuer: Issuer::new(params, key), cert_pem: cert.pem() })
+    Ok(Ca {
+        issuer: Issuer::new(params, key),
+        cert_pem: cert.pem(),
+    })
 }
 
 /// A client certificate for `user` (CN) in `groups` (one O attribute each), signed by `ca`.
@@ -405,7 +424,10 @@ fn client_cert_pem(
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(DnType::CommonName, user);
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.use_authority_key_identifier_extension = true;
     let der = params.signed_by(key, ca)?.der().to_vec();
@@ -430,7 +452,10 @@ fn client_cert_pem(
     let signature = ca.key().sign(&new_tbs)?;
     let mut bits = vec![0u8]; // no unused bits
     bits.extend_from_slice(&signature);
-    let new_cert = der_tlv(0x30, &[new_tbs, sig_alg.to_vec(), der_tlv(0x03, &bits)].concat());
+    let new_cert = der_tlv(
+        0x30,
+        &[new_tbs, sig_alg.to_vec(), der_tlv(0x03, &bits)].concat(),
+    );
 
     let b64 = base64(&new_cert);
     let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
@@ -454,7 +479,11 @@ fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     if len < 0x80 {
         out.push(len as u8);
     } else {
-        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
         out.push(0x80 | bytes.len() as u8);
         out.extend_from_slice(&bytes);
     }
@@ -468,7 +497,9 @@ fn der_split(buf: &[u8]) -> Result<(&[u8], &[u8], &[u8])> {
     if tag & 0x1f == 0x1f {
         bail!("DER: multi-byte tags are not supported");
     }
-    let (&l0, rest) = rest.split_first().ok_or_else(|| anyhow!("DER: no length"))?;
+    let (&l0, rest) = rest
+        .split_first()
+        .ok_or_else(|| anyhow!("DER: no length"))?;
     let (len, header) = if l0 < 0x80 {
         (usize::from(l0), 2)
     } else {
@@ -476,7 +507,12 @@ fn der_split(buf: &[u8]) -> Result<(&[u8], &[u8], &[u8])> {
         if n == 0 || n > 4 || rest.len() < n {
             bail!("DER: bad length");
         }
-        (rest[..n].iter().fold(0usize, |a, b| (a << 8) | usize::from(*b)), 2 + n)
+        (
+            rest[..n]
+                .iter()
+                .fold(0usize, |a, b| (a << 8) | usize::from(*b)),
+            2 + n,
+        )
     };
     let end = header + len;
     if buf.len() < end {
@@ -507,7 +543,10 @@ async fn wait_etcd_healthy(etcd: &mut Supervised, port: u16) -> Result<()> {
     let deadline = Instant::now() + ETCD_READY_TIMEOUT;
     loop {
         if let Some(status) = etcd.child.try_wait()? {
-            bail!("etcd exited with {status} before becoming healthy\n{}", etcd.log_tail());
+            bail!(
+                "etcd exited with {status} before becoming healthy\n{}",
+                etcd.log_tail()
+            );
         }
         if let Ok(Ok(body)) =
             tokio::time::timeout(Duration::from_secs(2), http_get(port, "/health")).await
@@ -517,7 +556,10 @@ async fn wait_etcd_healthy(etcd: &mut Supervised, port: u16) -> Result<()> {
             }
         }
         if Instant::now() >= deadline {
-            bail!("etcd not healthy after {ETCD_READY_TIMEOUT:?}\n{}", etcd.log_tail());
+            bail!(
+                "etcd not healthy after {ETCD_READY_TIMEOUT:?}\n{}",
+                etcd.log_tail()
+            );
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
@@ -602,12 +644,24 @@ fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }

@@ -1,0 +1,301 @@
+//! The admission contract (SPEC §5) over kube-core's `admission.k8s.io/v1` types: a pure
+//! function from a request and the namespace's labels to the response. The HTTP server and the
+//! offline `inject --output review` both use it.
+
+use std::collections::HashMap;
+
+use json_patch::Patch;
+use serde_json::Value;
+
+pub use kube::core::DynamicObject;
+pub use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+
+use crate::mutate;
+use crate::policy::{Config, Decision, Features, Labels, Skip};
+
+/// What to answer when the injector cannot decide (namespace unknown, object unreadable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnError {
+    /// Allow the Pod unchanged, with a warning.
+    Allow,
+    /// Deny the Pod.
+    Deny,
+}
+
+/// A body that is not an `admission.k8s.io/v1` AdmissionReview request (answered with 400).
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("body is not an AdmissionReview: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("apiVersion/kind is {0:?}, expected admission.k8s.io/v1 AdmissionReview")]
+    WrongType(String),
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+}
+
+impl ReviewError {
+    /// Bounded label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReviewError::Json(_) => "unreadable_json",
+            ReviewError::WrongType(_) => "wrong_type",
+            ReviewError::NoRequest => "no_request",
+        }
+    }
+}
+
+/// Encodes a review for the wire. kube-core serializes `response.patch` (bytes) as a JSON array
+/// of numbers; the contract (SPEC §5) is a standard, padded base64 string, as Go encodes `[]byte`.
+pub fn encode(review: &AdmissionReview<DynamicObject>) -> Vec<u8> {
+    use base64::Engine as _;
+    let mut value = match serde_json::to_value(review) {
+        Ok(v) => v,
+        Err(_) => return Vec::new(),
+    };
+    if let (Some(slot), Some(bytes)) = (
+        value.pointer_mut("/response/patch"),
+        review.response.as_ref().and_then(|r| r.patch.as_deref()),
+    ) {
+        *slot = Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    }
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+/// Decodes an AdmissionReview request body.
+pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, ReviewError> {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)?;
+    if review.types.api_version != "admission.k8s.io/v1" || review.types.kind != "AdmissionReview" {
+        return Err(ReviewError::WrongType(format!(
+            "{}/{}",
+            review.types.api_version, review.types.kind
+        )));
+    }
+    review.try_into().map_err(|_| ReviewError::NoRequest)
+}
+
+fn is_pod_create(req: &AdmissionRequest<DynamicObject>) -> bool {
+    req.kind.group.is_empty()
+        && req.kind.kind == "Pod"
+        && req.operation == Operation::Create
+        && req.sub_resource.as_deref().unwrap_or("").is_empty()
+}
+
+/// The namespace whose labels the answer needs, or `None` when the request is not a Pod CREATE
+/// (answered unchanged without a lookup).
+pub fn namespace_to_look_up(req: &AdmissionRequest<DynamicObject>) -> Option<&str> {
+    if !is_pod_create(req) {
+        return None;
+    }
+    req.namespace
+        .as_deref()
+        .or(req
+            .object
+            .as_ref()
+            .and_then(|o| o.metadata.namespace.as_deref()))
+        .filter(|ns| !ns.is_empty())
+}
+
+/// The labels of the Pod's namespace, or why they are not known.
+#[derive(Debug, Clone)]
+pub enum NamespaceLabels<'a> {
+    Known(&'a Labels),
+    Unknown { reason: String },
+}
+
+/// How a request was answered; bounded, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeKind {
+    /// A patch was returned.
+    Mutated,
+    /// The Pod gets features but already had everything (e.g. reinvocation).
+    Unchanged,
+    /// The policy left the Pod alone.
+    Skipped(Skip),
+    /// Not a Pod CREATE.
+    Ignored,
+    /// The injector could not decide and allowed the Pod unchanged.
+    Error(&'static str),
+    /// The injector could not decide and denied the Pod (`--on-error=deny`).
+    Denied(&'static str),
+}
+
+impl OutcomeKind {
+    pub fn label(&self) -> &'static str {
+        match self {
+            OutcomeKind::Mutated => "mutated",
+            OutcomeKind::Unchanged => "unchanged",
+            OutcomeKind::Skipped(_) => "skipped",
+            OutcomeKind::Ignored => "ignored",
+            OutcomeKind::Error(_) => "error",
+            OutcomeKind::Denied(_) => "denied",
+        }
+    }
+}
+
+/// The answer to one request.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The AdmissionReview to send back (HTTP 200); serialize it with [`encode`].
+    pub review: AdmissionReview<DynamicObject>,
+    pub result: OutcomeKind,
+    pub features: Features,
+    pub patch_ops: usize,
+    pub patch_bytes: usize,
+}
+
+/// Answers one admission request. The patch is computed against the request's object; it is
+/// never re-serialized from a typed Pod. The answer depends only on the request and the labels,
+/// so `dryRun` requests get exactly the same answer.
+pub fn review(
+    req: AdmissionRequest<DynamicObject>,
+    ns: NamespaceLabels<'_>,
+    cfg: &Config,
+    on_error: OnError,
+) -> Outcome {
+    let response = AdmissionResponse::from(&req);
+    if !is_pod_create(&req) {
+        return finish(
+            response,
+            OutcomeKind::Ignored,
+            Features::default(),
+            Vec::new(),
+            Vec::new(),
+        );
+    }
+    let Some(namespace) = namespace_to_look_up(&req).map(str::to_owned) else {
+        return cannot_decide(
+            response,
+            on_error,
+            "no_namespace",
+            "request.namespace is empty; not injected".into(),
+        );
+    };
+    let labels = match ns {
+        NamespaceLabels::Known(labels) => labels,
+        NamespaceLabels::Unknown { reason } => {
+            let msg =
+                format!("labels of namespace {namespace} unavailable ({reason}); not injected");
+            return cannot_decide(response, on_error, "namespace_unavailable", msg);
+        }
+    };
+    let Some(object) = req.object else {
+        return cannot_decide(
+            response,
+            on_error,
+            "no_object",
+            "request.object is missing; not injected".into(),
+        );
+    };
+    let pod = pod_json(object);
+    let plan = match mutate::plan(cfg, &namespace, labels, &pod) {
+        Ok(plan) => plan,
+        Err(e) => {
+            return cannot_decide(
+                response,
+                on_error,
+                "bad_pod",
+                format!("request.object.{e}; not injected"),
+            );
+        }
+    };
+    let features = plan.features();
+    let result = match plan.decision {
+        Decision::Skip(skip) => OutcomeKind::Skipped(skip),
+        Decision::Inject { .. } if plan.ops.is_empty() => OutcomeKind::Unchanged,
+        Decision::Inject { .. } => OutcomeKind::Mutated,
+    };
+    let mut response = response;
+    if !features.is_empty() {
+        response.audit_annotations = HashMap::from([("injected".to_string(), features.record())]);
+    }
+    finish(
+        response,
+        result,
+        features,
+        plan.ops,
+        plan.warnings.into_vec(),
+    )
+}
+
+/// The Pod as JSON: the request's fields as sent, with the metadata the policy reads.
+fn pod_json(object: DynamicObject) -> Value {
+    let mut pod = object.data;
+    if !pod.is_object() {
+        pod = Value::Object(Default::default());
+    }
+    pod["metadata"] = serde_json::to_value(&object.metadata).unwrap_or(Value::Null);
+    pod
+}
+
+fn cannot_decide(
+    response: AdmissionResponse,
+    on_error: OnError,
+    reason: &'static str,
+    message: String,
+) -> Outcome {
+    match on_error {
+        OnError::Allow => finish(
+            response,
+            OutcomeKind::Error(reason),
+            Features::default(),
+            Vec::new(),
+            vec![message],
+        ),
+        OnError::Deny => {
+            let response = response.deny(format!("gke-wi-injector: {message}"));
+            finish(
+                response,
+                OutcomeKind::Denied(reason),
+                Features::default(),
+                Vec::new(),
+                Vec::new(),
+            )
+        }
+    }
+}
+
+fn finish(
+    mut response: AdmissionResponse,
+    result: OutcomeKind,
+    features: Features,
+    ops: Vec<json_patch::PatchOperation>,
+    warnings: Vec<String>,
+) -> Outcome {
+    let patch_ops = ops.len();
+    let mut patch_bytes = 0;
+    if !warnings.is_empty() {
+        let mut w = crate::warnings::Warnings::default();
+        warnings.into_iter().for_each(|m| w.push(m));
+        response.warnings = Some(w.into_vec());
+    }
+    if !ops.is_empty() {
+        // Serializing a patch of strings and maps cannot fail; if it ever did, the Pod is
+        // allowed unchanged rather than blocked.
+        match response.clone().with_patch(Patch(ops)) {
+            Ok(with_patch) => {
+                patch_bytes = with_patch.patch.as_ref().map_or(0, Vec::len);
+                response = with_patch;
+            }
+            Err(_) => {
+                return Outcome {
+                    review: response.into_review(),
+                    result: OutcomeKind::Error("patch_encoding"),
+                    features,
+                    patch_ops: 0,
+                    patch_bytes: 0,
+                };
+            }
+        }
+    }
+    Outcome {
+        review: response.into_review(),
+        result,
+        features,
+        patch_ops,
+        patch_bytes,
+    }
+}
+
+#[cfg(test)]
+#[path = "admission_tests.rs"]
+mod tests;

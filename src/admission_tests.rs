@@ -1,0 +1,238 @@
+use super::*;
+use base64::Engine as _;
+use rstest::rstest;
+use serde_json::json;
+
+const P: &str = "gke-wi-injector.dev";
+
+/// A Pod CREATE review shaped like the ones kube-apiserver sends.
+pub(crate) fn pod_review(namespace: &str, pod: Value, dry_run: bool) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": "", "namespace": namespace, "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller", "groups": ["system:serviceaccounts"]},
+            "object": pod, "oldObject": null, "dryRun": dry_run,
+            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}
+        }
+    })
+}
+
+fn sidecar_pod() -> Value {
+    json!({
+        "kind": "Pod", "apiVersion": "v1",
+        "metadata": {"generateName": "web-7d9c-", "namespace": "team", "labels": {"app": "web"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9c", "uid": "u", "controller": true}],
+            "managedFields": [{"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {}}}]},
+        "spec": {
+            "initContainers": [{"name": "log-shipper", "image": "fluent-bit:3", "restartPolicy": "Always", "resources": {}}],
+            "containers": [{"name": "web", "image": "nginx:1.27", "resources": {}, "terminationMessagePath": "/dev/termination-log", "imagePullPolicy": "IfNotPresent"}],
+            "restartPolicy": "Always", "dnsPolicy": "ClusterFirst", "schedulerName": "default-scheduler",
+            "futureField": {"kept": true}
+        },
+        "status": {}
+    })
+}
+
+fn labels() -> Labels {
+    [
+        (format!("{P}/inject"), "enabled".into()),
+        (format!("{P}/istio"), "enabled".into()),
+    ]
+    .into()
+}
+
+fn answer(body: &Value, ns: NamespaceLabels<'_>, on_error: OnError) -> (Outcome, Value) {
+    let req = parse_review(&serde_json::to_vec(body).unwrap()).expect("parses");
+    let outcome = review(req, ns, &Config::default(), on_error);
+    let json = serde_json::from_slice(&encode(&outcome.review)).unwrap();
+    (outcome, json)
+}
+
+fn decoded_patch(resp: &Value) -> Vec<json_patch::PatchOperation> {
+    let b64 = resp["response"]["patch"].as_str().expect("patch present");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("standard padded base64");
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[test]
+fn pod_create_gets_a_patch_that_applies_to_the_raw_object() {
+    let pod = sidecar_pod();
+    let l = labels();
+    let (outcome, resp) = answer(
+        &pod_review("team", pod.clone(), false),
+        NamespaceLabels::Known(&l),
+        OnError::Allow,
+    );
+    assert_eq!(outcome.result, OutcomeKind::Mutated);
+    assert_eq!(resp["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(resp["kind"], "AdmissionReview");
+    assert_eq!(
+        resp["response"]["uid"],
+        "705ab4f5-6393-11e8-b7cc-42010a800002"
+    );
+    assert_eq!(resp["response"]["allowed"], true);
+    assert_eq!(resp["response"]["patchType"], "JSONPatch");
+    assert_eq!(
+        resp["response"]["auditAnnotations"]["injected"],
+        "metadata-wait,metadata-host,istio"
+    );
+    let mut patched = pod.clone();
+    json_patch::patch(&mut patched, &decoded_patch(&resp)).expect("applies to the object as sent");
+    assert_eq!(patched["spec"]["futureField"], json!({"kept": true}));
+    assert_eq!(
+        patched["spec"]["initContainers"][1]["restartPolicy"],
+        "Always"
+    );
+    assert_eq!(
+        patched["spec"]["initContainers"][0]["name"],
+        "gke-metadata-wait"
+    );
+    assert_eq!(
+        patched["metadata"]["managedFields"],
+        pod["metadata"]["managedFields"]
+    );
+    let _: k8s_openapi::api::core::v1::Pod = serde_json::from_value(patched).expect("still a Pod");
+}
+
+#[test]
+fn dry_run_gets_the_identical_answer() {
+    let l = labels();
+    let (_, wet) = answer(
+        &pod_review("team", sidecar_pod(), false),
+        NamespaceLabels::Known(&l),
+        OnError::Allow,
+    );
+    let (_, dry) = answer(
+        &pod_review("team", sidecar_pod(), true),
+        NamespaceLabels::Known(&l),
+        OnError::Allow,
+    );
+    assert_eq!(wet, dry);
+}
+
+#[test]
+fn unchanged_pod_has_neither_patch_nor_patch_type() {
+    let l = Labels::new();
+    let (outcome, resp) = answer(
+        &pod_review("team", sidecar_pod(), false),
+        NamespaceLabels::Known(&l),
+        OnError::Allow,
+    );
+    assert_eq!(outcome.result, OutcomeKind::Skipped(Skip::NotOptedIn));
+    assert_eq!(resp["response"]["allowed"], true);
+    assert!(resp["response"].get("patch").is_none());
+    assert!(resp["response"].get("patchType").is_none());
+}
+
+#[rstest]
+#[case::update("UPDATE", "Pod", "")]
+#[case::delete("DELETE", "Pod", "")]
+#[case::binding_subresource("CREATE", "Pod", "binding")]
+#[case::configmap("CREATE", "ConfigMap", "")]
+fn non_pod_create_is_allowed_unchanged(#[case] op: &str, #[case] kind: &str, #[case] sub: &str) {
+    let mut body = pod_review("team", sidecar_pod(), false);
+    body["request"]["operation"] = json!(op);
+    body["request"]["kind"]["kind"] = json!(kind);
+    if !sub.is_empty() {
+        body["request"]["subResource"] = json!(sub);
+    }
+    if op == "DELETE" {
+        body["request"]["oldObject"] = body["request"]["object"].take();
+    }
+    let req = parse_review(&serde_json::to_vec(&body).unwrap()).unwrap();
+    assert_eq!(namespace_to_look_up(&req), None);
+    let l = labels();
+    let out = review(
+        req,
+        NamespaceLabels::Known(&l),
+        &Config::default(),
+        OnError::Allow,
+    );
+    assert_eq!(out.result, OutcomeKind::Ignored);
+    let resp: Value = serde_json::from_slice(&encode(&out.review)).unwrap();
+    assert_eq!(resp["response"]["allowed"], true);
+    assert!(resp["response"].get("patch").is_none());
+}
+
+#[test]
+fn unknown_namespace_allows_with_a_warning_or_denies_on_request() {
+    let body = pod_review("team", sidecar_pod(), false);
+    let unknown = || NamespaceLabels::Unknown {
+        reason: "API unreachable".into(),
+    };
+    let (out, resp) = answer(&body, unknown(), OnError::Allow);
+    assert_eq!(out.result, OutcomeKind::Error("namespace_unavailable"));
+    assert_eq!(resp["response"]["allowed"], true);
+    let w = resp["response"]["warnings"][0].as_str().unwrap();
+    assert!(
+        w.contains("namespace team") && w.contains("API unreachable"),
+        "{w}"
+    );
+
+    let (out, resp) = answer(&body, unknown(), OnError::Deny);
+    assert_eq!(out.result, OutcomeKind::Denied("namespace_unavailable"));
+    assert_eq!(resp["response"]["allowed"], false);
+    assert!(
+        resp["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("namespace team")
+    );
+}
+
+#[test]
+fn pod_of_unexpected_shape_is_allowed_with_a_warning_naming_the_field() {
+    let mut pod = sidecar_pod();
+    pod["spec"]["containers"][0]["env"] = json!({"A": "b"});
+    let l = labels();
+    let (out, resp) = answer(
+        &pod_review("team", pod, false),
+        NamespaceLabels::Known(&l),
+        OnError::Allow,
+    );
+    assert_eq!(out.result, OutcomeKind::Error("bad_pod"));
+    assert!(
+        resp["response"]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("spec.containers[0].env")
+    );
+    assert!(resp["response"].get("patch").is_none());
+}
+
+#[rstest]
+#[case::not_json(b"{not json".to_vec(), "unreadable_json")]
+#[case::v1beta1(serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": null})).unwrap(), "wrong_type")]
+#[case::wrong_kind(serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "Pod"})).unwrap(), "wrong_type")]
+#[case::no_request(serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"})).unwrap(), "no_request")]
+fn unreadable_bodies_are_errors(#[case] body: Vec<u8>, #[case] reason: &str) {
+    assert_eq!(parse_review(&body).unwrap_err().reason(), reason);
+}
+
+#[test]
+fn reinvocation_with_nothing_new_is_empty() {
+    let l = labels();
+    let pod = sidecar_pod();
+    let (_, resp) = answer(
+        &pod_review("team", pod.clone(), false),
+        NamespaceLabels::Known(&l),
+        OnError::Allow,
+    );
+    let mut patched = pod;
+    json_patch::patch(&mut patched, &decoded_patch(&resp)).unwrap();
+    let (out, resp) = answer(
+        &pod_review("team", patched, false),
+        NamespaceLabels::Known(&l),
+        OnError::Allow,
+    );
+    assert_eq!(out.result, OutcomeKind::Unchanged);
+    assert!(resp["response"].get("patch").is_none());
+}
