@@ -13,9 +13,15 @@ pub mod patch;
 pub mod policy;
 pub mod warnings;
 
+pub mod admin;
 pub mod certs;
 pub mod metrics;
+pub mod namespaces;
+pub mod namespaces_kube;
 pub mod reload;
+pub mod serve;
+pub mod server;
+pub mod telemetry;
 pub mod tls;
 
 /// What the wait program (and the curl command of `--wait-mode=curl`) prints when it gives up,

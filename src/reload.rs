@@ -30,6 +30,11 @@ pub async fn read_all(paths: &[PathBuf]) -> Snapshot {
     Ok(contents)
 }
 
+/// Resolves once `stop` turns true (or its sender is gone).
+pub async fn until_stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
 /// Polls `paths` every `interval` until `stop` turns true, calling `apply` with the new
 /// contents whenever they differ from `current` (the contents in use).
 pub async fn poll<F>(
@@ -48,7 +53,7 @@ pub async fn poll<F>(
     loop {
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
-            _ = stop.wait_for(|stopped| *stopped) => return,
+            () = until_stopped(&mut stop) => return,
         }
         let snapshot = read_all(&paths).await;
         if snapshot.as_ref().is_ok_and(|c| *c == current) {
