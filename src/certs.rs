@@ -179,8 +179,10 @@ pub fn service_names(service: &str, namespace: &str) -> Result<Vec<String>, Cert
 pub fn run(args: &CertsArgs) -> anyhow::Result<()> {
     let names = service_names(&args.service, &args.namespace)?;
     let targets = [CA_FILE, CERT_FILE, KEY_FILE].map(|f| args.out.join(f));
+    // The key first: it is the file an operator would least like to lose.
+    let check_order = [&targets[2], &targets[1], &targets[0]];
     if !args.force
-        && let Some(existing) = targets.iter().find(|p| p.exists())
+        && let Some(existing) = check_order.iter().find(|p| p.exists())
     {
         anyhow::bail!(
             "{} already exists; pass --force to replace it",
