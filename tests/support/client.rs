@@ -31,6 +31,9 @@ pub fn config(
             .with_root_certificates(roots)
             .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    // A full handshake every time, as kube-apiserver's client does: a resumed session would
+    // report the certificate of the session it resumes, not the one served now.
+    config.resumption = rustls::client::Resumption::disabled();
     Arc::new(config)
 }
 
