@@ -7,7 +7,6 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use base64::Engine as _;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -40,7 +39,13 @@ pub enum CertsError {
     #[error("--validity must be at least one second")]
     BadValidity,
     #[error("generating the certificate: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(rcgen::Error),
+}
+
+impl From<rcgen::Error> for CertsError {
+    fn from(e: rcgen::Error) -> Self {
+        CertsError::Generate(e)
+    }
 }
 
 /// A certificate authority held in memory.
@@ -194,7 +199,8 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<()> {
         args.validity,
     )?;
     let leaf = ca.issue(&names, args.validity)?;
-    fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    fs::create_dir_all(&args.out)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", args.out.display()))?;
     write_all_atomically(&[
         (&targets[0], ca.pem().as_bytes(), 0o644),
         (&targets[1], leaf.cert_pem.as_bytes(), 0o644),
@@ -225,13 +231,14 @@ fn write_all_atomically(files: &[(&PathBuf, &[u8], u32)]) -> anyhow::Result<()> 
                 .create_new(true)
                 .mode(*mode)
                 .open(&tmp)
-                .with_context(|| format!("creating {}", tmp.display()))?;
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", tmp.display()))?;
             f.write_all(contents)
                 .and_then(|()| f.sync_all())
-                .with_context(|| format!("writing {}", tmp.display()))?;
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
         }
         for (tmp, path) in &temps {
-            fs::rename(tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+            fs::rename(tmp, path)
+                .map_err(|e| anyhow::anyhow!("replacing {}: {e}", path.display()))?;
         }
         Ok(())
     })();

@@ -75,10 +75,10 @@ pub async fn lookup(source: &dyn NamespaceSource, namespace: &str) -> Lookup {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NamespacesFileError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}: document {index}: {problem}", path.display())]
     Document {
@@ -183,9 +183,9 @@ pub struct FileNamespaces {
 impl FileNamespaces {
     /// Reads and parses the file; returns the source and the contents read (for the reloader).
     pub fn load(path: &Path) -> Result<(Arc<FileNamespaces>, Vec<u8>), NamespacesFileError> {
-        let bytes = std::fs::read(path).map_err(|source| NamespacesFileError::Read {
+        let bytes = std::fs::read(path).map_err(|error| NamespacesFileError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let map = parse_namespaces(&String::from_utf8_lossy(&bytes), path)?;
         let source = FileNamespaces {

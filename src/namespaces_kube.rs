@@ -29,9 +29,9 @@ pub enum ClusterError {
         "no namespace source: pass --namespaces FILE, or run in a cluster (in-cluster service account) or with \
          KUBECONFIG pointing to a cluster configuration ({0})"
     )]
-    NoConfig(#[source] kube::config::InferConfigError),
+    NoConfig(kube::config::InferConfigError),
     #[error("cannot build a Kubernetes client: {0}")]
-    Client(#[from] kube::Error),
+    Client(kube::Error),
 }
 
 /// A client from the in-cluster service account or KUBECONFIG (`kube::Config::infer`).
@@ -39,7 +39,7 @@ pub async fn client() -> Result<Client, ClusterError> {
     let config = kube::Config::infer()
         .await
         .map_err(ClusterError::NoConfig)?;
-    Ok(Client::try_from(config)?)
+    Client::try_from(config).map_err(ClusterError::Client)
 }
 
 #[derive(Debug)]

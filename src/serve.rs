@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -36,11 +35,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const ADMIN_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {flag} {addr}: {source}")]
+#[error("cannot listen on {flag} {addr}: {error}")]
 pub struct BindError {
     flag: &'static str,
     addr: SocketAddr,
-    source: std::io::Error,
+    error: std::io::Error,
 }
 
 /// The two listeners, running.
@@ -66,29 +65,27 @@ impl Server {
         tls: Arc<rustls::ServerConfig>,
         stop: watch::Sender<bool>,
     ) -> Result<Server, BindError> {
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| BindError {
-                flag: "--listen",
-                addr: listen,
-                source,
-            })?;
-        let admin_listener = TcpListener::bind(admin_listen)
-            .await
-            .map_err(|source| BindError {
-                flag: "--admin-listen",
-                addr: admin_listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| BindError {
+        let listener = TcpListener::bind(listen).await.map_err(|error| BindError {
             flag: "--listen",
             addr: listen,
-            source,
+            error,
         })?;
-        let admin_addr = admin_listener.local_addr().map_err(|source| BindError {
+        let admin_listener = TcpListener::bind(admin_listen)
+            .await
+            .map_err(|error| BindError {
+                flag: "--admin-listen",
+                addr: admin_listen,
+                error,
+            })?;
+        let addr = listener.local_addr().map_err(|error| BindError {
+            flag: "--listen",
+            addr: listen,
+            error,
+        })?;
+        let admin_addr = admin_listener.local_addr().map_err(|error| BindError {
             flag: "--admin-listen",
             addr: admin_listen,
-            source,
+            error,
         })?;
 
         let readiness = Arc::new(Readiness::new(app.namespaces.clone()));
@@ -239,12 +236,26 @@ async fn signal() -> std::io::Result<&'static str> {
     }
 }
 
-/// The `serve` subcommand.
+/// Where namespace labels will come from, decided (and the file read) before anything starts.
+enum NamespacePlan {
+    File(Arc<FileNamespaces>, Vec<u8>),
+    Cluster(kube::Client),
+}
+
+/// The `serve` subcommand. Every input is checked before anything binds or starts: the namespace
+/// source (the file parsed, or a cluster configuration found), then the certificate.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format)?;
     let metrics = Arc::new(Metrics::new());
     let (stop, stopped) = watch::channel(false);
 
+    let plan = match &args.namespaces {
+        Some(path) => {
+            let (source, contents) = FileNamespaces::load(path)?;
+            NamespacePlan::File(source, contents)
+        }
+        None => NamespacePlan::Cluster(namespaces_kube::client().await?),
+    };
     let cert_source = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => CertSource::Files {
             cert: cert.clone(),
@@ -254,7 +265,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ca_out: args.dev_ca_out.clone(),
         },
     };
-    let mut tls = Tls::load(&cert_source, &metrics).context("loading the serving certificate")?;
+    let mut tls = Tls::load(&cert_source, &metrics)?;
+    let tls_config = tls.server_config()?;
     if let CertSource::Generated { ca_out } = &cert_source {
         let ca_out = ca_out.as_ref().map(|p| p.display().to_string());
         tracing::warn!(
@@ -263,10 +275,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
 
-    let namespaces: Arc<dyn NamespaceSource> = match &args.namespaces {
-        Some(path) => {
-            let (source, contents) = FileNamespaces::load(path)?;
-            tracing::info!(file = %path.display(), namespaces = source.len(), "namespace labels from a file");
+    let namespaces: Arc<dyn NamespaceSource> = match plan {
+        NamespacePlan::File(source, contents) => {
+            let file = args.namespaces.as_deref().map(|p| p.display().to_string());
+            tracing::info!(
+                file,
+                namespaces = source.len(),
+                "namespace labels from a file"
+            );
             source.spawn_reloader(
                 contents,
                 args.reload_interval,
@@ -275,8 +291,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             );
             source
         }
-        None => {
-            let client = namespaces_kube::client().await?;
+        NamespacePlan::Cluster(client) => {
             tracing::info!("namespace labels from a metadata-only watch of Namespaces");
             KubeNamespaces::start(client, args.namespace_get_timeout, stopped.clone())
         }
@@ -294,13 +309,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.admin_listen,
         args.shutdown_grace,
         app,
-        tls.server_config()?,
+        tls_config,
         stop,
     )
     .await?;
     tracing::info!(listen = %server.addr(), admin = %server.admin_addr(), "serving admission reviews on POST /mutate");
 
-    let signal = signal().await.context("installing the signal handlers")?;
+    let signal = signal()
+        .await
+        .map_err(|e| anyhow::anyhow!("installing the signal handlers: {e}"))?;
     let delay = if signal == "SIGTERM" {
         args.shutdown_delay
     } else {

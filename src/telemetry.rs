@@ -10,7 +10,7 @@ use crate::cli::LogFormat;
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     #[error("RUST_LOG: {0}")]
-    Filter(#[from] tracing_subscriber::filter::FromEnvError),
+    Filter(tracing_subscriber::filter::FromEnvError),
     #[error("a log subscriber is already installed")]
     AlreadySet,
 }
@@ -18,7 +18,9 @@ pub enum TelemetryError {
 /// Installs the global subscriber. An empty or unset `RUST_LOG` means `info`.
 pub fn init(format: LogFormat) -> Result<(), TelemetryError> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.trim().is_empty() => EnvFilter::try_from_default_env()?,
+        Ok(v) if !v.trim().is_empty() => {
+            EnvFilter::try_from_default_env().map_err(TelemetryError::Filter)?
+        }
         _ => EnvFilter::new("info"),
     };
     let builder = tracing_subscriber::fmt()

@@ -24,10 +24,10 @@ pub const RELOAD_SOURCE: &str = "tls";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}: no PEM CERTIFICATE block", path.display())]
     NoCertificate { path: PathBuf },
@@ -42,14 +42,14 @@ pub enum TlsError {
         problem: String,
     },
     #[error("generating the development certificate: {0}")]
-    Generate(#[from] certs::CertsError),
-    #[error("writing --dev-ca-out {}: {source}", path.display())]
+    Generate(certs::CertsError),
+    #[error("writing --dev-ca-out {}: {error}", path.display())]
     WriteCa {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("TLS configuration: {0}")]
-    Config(#[from] rustls::Error),
+    Config(rustls::Error),
 }
 
 /// A certificate chain with its key, ready to serve, and when it expires.
@@ -108,9 +108,9 @@ pub fn parse_pair(
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|error| TlsError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -181,7 +181,7 @@ impl Tls {
                 })
             }
             CertSource::Generated { ca_out } => {
-                let (ca, leaf) = certs::dev_certificate()?;
+                let (ca, leaf) = certs::dev_certificate().map_err(TlsError::Generate)?;
                 let here = Path::new("(generated)");
                 let pair = parse_pair(
                     leaf.cert_pem.as_bytes(),
@@ -190,9 +190,9 @@ impl Tls {
                     here,
                 )?;
                 if let Some(path) = ca_out {
-                    std::fs::write(path, ca.pem()).map_err(|source| TlsError::WriteCa {
+                    std::fs::write(path, ca.pem()).map_err(|error| TlsError::WriteCa {
                         path: path.clone(),
-                        source,
+                        error,
                     })?;
                 }
                 metrics.set_cert_not_after(pair.not_after);
@@ -208,7 +208,8 @@ impl Tls {
     /// The rustls configuration: TLS 1.3 and 1.2, no client certificates, ALPN h2 and http/1.1.
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(TlsError::Config)?
             .with_no_client_auth()
             .with_cert_resolver(self.resolver.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
