@@ -298,4 +298,4 @@ fn finish(
 
 #[cfg(test)]
 #[path = "admission_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod cli;
+pub mod inject;
 pub mod istio;
 pub mod mutate;
 pub mod patch;

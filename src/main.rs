@@ -1,20 +1,28 @@
 #![forbid(unsafe_code)]
 
+use std::process::ExitCode;
+
 use anyhow::Context as _;
 use clap::Parser;
 use gke_wi_injector::cli::{Cli, Command};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
+        Command::Inject(args) => gke_wi_injector::inject::run(args),
         Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
-            .context("starting the async runtime")?
-            .block_on(gke_wi_injector::serve::run(args)),
+            .context("starting the async runtime")
+            .and_then(|runtime| runtime.block_on(gke_wi_injector::serve::run(args))),
         Command::Certs(args) => gke_wi_injector::certs::run(&args),
-        Command::Inject(_) | Command::Wait(_) => {
-            anyhow::bail!("not wired yet")
+        Command::Wait(_) => Err(anyhow::anyhow!("not wired yet")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -203,14 +203,16 @@ fn env_is_added_to_every_container_lacking_it() {
     ]}});
     let (_, out) = run(&ns(&[("P/metadata-wait", "disabled")]), &input);
     let cs = out["spec"]["containers"].as_array().unwrap();
-    let host = (
-        "GCE_METADATA_HOST".to_string(),
-        "169.254.169.254".to_string(),
-    );
-    assert_eq!(env_of(&cs[0]), [host.clone()]);
-    assert_eq!(env_of(&cs[1]), [("X".into(), "1".into()), host.clone()]);
-    assert_eq!(env_of(&cs[2]), [host.clone()]);
-    assert_eq!(env_of(&cs[3]), [host]);
+    let host = || {
+        (
+            "GCE_METADATA_HOST".to_string(),
+            "169.254.169.254".to_string(),
+        )
+    };
+    assert_eq!(env_of(&cs[0]), [host()]);
+    assert_eq!(env_of(&cs[1]), [("X".into(), "1".into()), host()]);
+    assert_eq!(env_of(&cs[2]), [host()]);
+    assert_eq!(env_of(&cs[3]), [host()]);
 }
 
 #[rstest]

@@ -141,7 +141,7 @@ fn certs_refuses_to_overwrite_a_key_without_force() {
     assert_eq!(
         stderr(&again).trim(),
         format!(
-            "Error: {}/tls.key already exists; pass --force to replace it",
+            "error: {}/tls.key already exists; pass --force to replace it",
             dir
         )
     );
@@ -206,7 +206,7 @@ fn serve_without_a_cluster_or_a_namespaces_file_names_both() {
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(
-        err.starts_with("Error: no namespace source: pass --namespaces FILE"),
+        err.starts_with("error: no namespace source: pass --namespaces FILE"),
         "{err}"
     );
     assert!(
@@ -238,7 +238,7 @@ fn serve_checks_the_certificate_before_binding() {
     let err = stderr(&out);
     assert_eq!(
         err.trim(),
-        "Error: cannot read /nonexistent/tls.crt: No such file or directory (os error 2)"
+        "error: cannot read /nonexistent/tls.crt: No such file or directory (os error 2)"
     );
     assert!(!err.contains("Address already in use"), "{err}");
 }

@@ -1,0 +1,182 @@
+use super::*;
+use rstest::rstest;
+
+fn opts(labels: &str, output: OutputFormat) -> Options {
+    Options {
+        config: Config::default(),
+        namespace_labels: crate::cli::parse_labels(labels).unwrap(),
+        default_namespace: "default".into(),
+        output,
+    }
+}
+
+const ON: &str = "gke-wi-injector.dev/inject=enabled";
+
+const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\nspec:\n  containers:\n  - name: app\n    image: app:1\n";
+const SERVICE: &str =
+    "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n  - port: 80\n";
+
+#[test]
+fn documents_pass_through_in_order() {
+    let text = format!(
+        "{SERVICE}---\n{POD}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  k: v\n"
+    );
+    let r = inject(&text, &opts(ON, OutputFormat::Yaml)).unwrap();
+    let docs = parse_documents(&r.output).unwrap();
+    assert_eq!(docs.len(), 3);
+    assert_eq!(docs[0], parse_documents(SERVICE).unwrap()[0]);
+    assert_eq!(
+        docs[1]["spec"]["initContainers"][0]["name"],
+        "gke-metadata-wait"
+    );
+    assert_eq!(docs[2]["data"]["k"], "v");
+    assert_eq!((r.pods, r.mutated), (1, 1));
+}
+
+#[rstest]
+#[case::deployment("apps/v1", "Deployment", "/spec/template")]
+#[case::statefulset("apps/v1", "StatefulSet", "/spec/template")]
+#[case::daemonset("apps/v1", "DaemonSet", "/spec/template")]
+#[case::replicaset("apps/v1", "ReplicaSet", "/spec/template")]
+#[case::job("batch/v1", "Job", "/spec/template")]
+fn workload_templates_are_mutated(#[case] api: &str, #[case] kind: &str, #[case] at: &str) {
+    let text = format!(
+        "apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: w\nspec:\n  template:\n    metadata:\n      labels:\n        app: w\n    spec:\n      containers:\n      - name: app\n        image: a\n"
+    );
+    let r = inject(&text, &opts(ON, OutputFormat::Patch)).unwrap();
+    let ops: Value = serde_json::from_str(r.output.trim()).unwrap();
+    let paths: Vec<&str> = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.iter().all(|p| p.starts_with(&format!("{at}/"))),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&format!("{at}/spec/initContainers").as_str()),
+        "{paths:?}"
+    );
+}
+
+#[test]
+fn cronjob_template_is_two_levels_down() {
+    let text = "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: c\nspec:\n  schedule: '* * * * *'\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers:\n          - name: job\n            image: j\n";
+    let r = inject(text, &opts(ON, OutputFormat::Yaml)).unwrap();
+    let out = &parse_documents(&r.output).unwrap()[0];
+    let tmpl = &out["spec"]["jobTemplate"]["spec"]["template"];
+    assert_eq!(
+        tmpl["spec"]["initContainers"][0]["name"],
+        "gke-metadata-wait"
+    );
+    assert_eq!(
+        tmpl["metadata"]["annotations"]["gke-wi-injector.dev/injected"],
+        "metadata-wait,metadata-host"
+    );
+}
+
+#[test]
+fn list_items_are_mutated_with_item_paths() {
+    let text = r#"{"apiVersion":"v1","kind":"List","items":[
+        {"apiVersion":"v1","kind":"Service","metadata":{"name":"s"}},
+        {"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c"}]}}]}"#;
+    let r = inject(text, &opts(ON, OutputFormat::Patch)).unwrap();
+    let ops: Value = serde_json::from_str(r.output.trim()).unwrap();
+    assert!(
+        ops.as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["path"].as_str().unwrap().starts_with("/items/1/"))
+    );
+}
+
+#[test]
+fn patch_output_applies_to_each_input_document() {
+    let text = format!("{SERVICE}---\n{POD}");
+    let r = inject(&text, &opts(ON, OutputFormat::Patch)).unwrap();
+    let inputs = parse_documents(&text).unwrap();
+    let lines: Vec<&str> = r.output.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0], "[]");
+    let mut pod = inputs[1].clone();
+    let ops: Vec<PatchOperation> = serde_json::from_str(lines[1]).unwrap();
+    json_patch::patch(&mut pod, &ops).unwrap();
+    assert_eq!(
+        pod["spec"]["containers"][0]["env"][0]["name"],
+        "GCE_METADATA_HOST"
+    );
+}
+
+#[test]
+fn admission_review_in_gives_the_response_out() {
+    let review = crate::admission::tests::pod_review(
+        "team",
+        serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}),
+        false,
+    );
+    let r = inject(&review.to_string(), &opts(ON, OutputFormat::Review)).unwrap();
+    let out: Value = serde_json::from_str(&r.output).unwrap();
+    assert_eq!(out["kind"], "AdmissionReview");
+    assert_eq!(out["response"]["uid"], review["request"]["uid"]);
+    assert_eq!(out["response"]["allowed"], true);
+    assert_eq!(out["response"]["patchType"], "JSONPatch");
+    assert!(out.get("request").is_none());
+}
+
+#[test]
+fn review_output_for_a_deployment_answers_for_its_pod() {
+    let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: w\n  namespace: team\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n";
+    let r = inject(text, &opts(ON, OutputFormat::Review)).unwrap();
+    let out: Value = serde_json::from_str(&r.output).unwrap();
+    assert_eq!(
+        out["response"]["auditAnnotations"]["injected"],
+        "metadata-wait,metadata-host"
+    );
+}
+
+#[test]
+fn not_opted_in_says_so() {
+    let r = inject(POD, &opts("", OutputFormat::Yaml)).unwrap();
+    assert_eq!(r.mutated, 0);
+    assert!(
+        r.warnings[0].contains("gke-wi-injector.dev/inject=enabled"),
+        "{:?}",
+        r.warnings
+    );
+    assert_eq!(
+        parse_documents(&r.output).unwrap(),
+        parse_documents(POD).unwrap()
+    );
+}
+
+#[rstest]
+#[case::broken_yaml("apiVersion: v1\nkind: Pod\nspec: [\n", 1, "(yaml)")]
+#[case::containers_not_list(
+    "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers: app\n",
+    1,
+    "spec.containers"
+)]
+#[case::second_document(&format!("{POD}---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d}}\nspec:\n  template:\n    spec:\n      containers: {{}}\n"), 2, "spec.template.spec.containers")]
+#[case::unknown_kind_in_list(
+    "apiVersion: v1\nkind: List\nitems:\n- apiVersion: example.com/v1\n  kind: Widget\n",
+    1,
+    "items[0].kind"
+)]
+#[case::missing_kind("apiVersion: v1\nmetadata: {name: a}\n", 1, "kind")]
+#[case::deployment_without_template(
+    "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {}\n",
+    1,
+    "spec.template"
+)]
+#[case::broken_json("{\"kind\": \"Pod\",", 1, "(json)")]
+#[case::list_item_bad_pod(
+    "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  spec:\n    containers:\n    - image: x\n",
+    1,
+    "items[0].spec.containers[0].name"
+)]
+fn bad_input_names_document_and_field(#[case] text: &str, #[case] doc: usize, #[case] field: &str) {
+    let err = inject(text, &opts(ON, OutputFormat::Yaml)).unwrap_err();
+    assert_eq!((err.doc, err.field.as_str()), (doc, field), "{err}");
+}
