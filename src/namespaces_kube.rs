@@ -145,57 +145,66 @@ mod tests {
     use axum::body::Body;
     use axum::http::{Request, Response, StatusCode};
     use serde_json::json;
+    use std::sync::atomic::AtomicUsize;
 
     /// A fake API server: lists `team`, serves `fresh` on GET, is slow for `slow`, 404 otherwise;
-    /// watches never answer.
-    fn fake_api() -> Client {
-        let service = tower::service_fn(|req: Request<kube::client::Body>| async move {
-            let path = req.uri().path().to_string();
-            let query = req.uri().query().unwrap_or_default().to_string();
-            let meta = |name: &str, labels: serde_json::Value| {
-                json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+    /// watches never answer. With `outage`, every request after the first list fails with 503.
+    fn fake_api(outage: bool) -> (Client, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let service = tower::service_fn(move |req: Request<kube::client::Body>| {
+            let call = counter.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, std::convert::Infallible>(answer(req, outage && call > 0).await) }
+        });
+        (Client::new(service, "default"), calls)
+    }
+
+    async fn answer(req: Request<kube::client::Body>, down: bool) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or_default().to_string();
+        let meta = |name: &str, labels: serde_json::Value| {
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
                        "metadata": {"name": name, "labels": labels, "resourceVersion": "1"}})
-            };
-            let (status, body) = match path.as_str() {
-                "/api/v1/namespaces" if query.contains("watch=true") => {
-                    std::future::pending::<(StatusCode, serde_json::Value)>().await
-                }
-                "/api/v1/namespaces" => (
-                    StatusCode::OK,
-                    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+        };
+        let (status, body) = match path.as_str() {
+            _ if down => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "ServiceUnavailable", "code": 503}),
+            ),
+            "/api/v1/namespaces" if query.contains("watch=true") => {
+                std::future::pending::<(StatusCode, serde_json::Value)>().await
+            }
+            "/api/v1/namespaces" => (
+                StatusCode::OK,
+                json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
                            "metadata": {"resourceVersion": "1"},
                            "items": [meta("team", json!({"gke-wi-injector.dev/inject": "enabled"}))]}),
-                ),
-                "/api/v1/namespaces/fresh" => {
-                    (StatusCode::OK, meta("fresh", json!({"new": "yes"})))
-                }
-                "/api/v1/namespaces/slow" => {
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    (StatusCode::OK, meta("slow", json!({})))
-                }
-                _ => (
-                    StatusCode::NOT_FOUND,
-                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
-                ),
-            };
-            Ok::<_, std::convert::Infallible>(
-                Response::builder()
-                    .status(status)
-                    .body(Body::from(body.to_string()))
-                    .unwrap(),
-            )
-        });
-        Client::new(service, "default")
+            ),
+            "/api/v1/namespaces/fresh" => (StatusCode::OK, meta("fresh", json!({"new": "yes"}))),
+            "/api/v1/namespaces/slow" => {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                (StatusCode::OK, meta("slow", json!({})))
+            }
+            _ => (
+                StatusCode::NOT_FOUND,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+            ),
+        };
+        Response::builder()
+            .status(status)
+            .body(Body::from(body.to_string()))
+            .unwrap()
     }
 
     fn one(k: &str, v: &str) -> Arc<Labels> {
         Arc::new([(k.to_string(), v.to_string())].into())
     }
 
-    #[tokio::test]
-    async fn watch_cache_then_one_get_for_a_miss() {
-        let (_stop_tx, stop) = watch::channel(false);
-        let source = KubeNamespaces::start(fake_api(), Duration::from_millis(200), stop);
+    async fn synced_source(outage: bool) -> (Arc<KubeNamespaces>, Arc<AtomicUsize>) {
+        let (stop_tx, stop) = watch::channel(false);
+        std::mem::forget(stop_tx); // the watch runs for the whole test
+        let (client, calls) = fake_api(outage);
+        let source = KubeNamespaces::start(client, Duration::from_millis(200), stop);
         for _ in 0..100 {
             if source.synced() {
                 break;
@@ -203,6 +212,33 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(source.synced());
+        (source, calls)
+    }
+
+    #[tokio::test]
+    async fn when_the_api_server_goes_away_cached_labels_keep_serving() {
+        let (source, calls) = synced_source(true).await;
+        // The watch fails and retries with backoff meanwhile.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(calls.load(Ordering::SeqCst) >= 3, "the watch kept retrying");
+        assert!(source.synced());
+        assert_eq!(source.len(), 1);
+        assert_eq!(
+            lookup(source.as_ref(), "team").await,
+            Lookup::Cached(one("gke-wi-injector.dev/inject", "enabled"))
+        );
+        let Lookup::Unknown(reason) = lookup(source.as_ref(), "fresh").await else {
+            panic!("a miss cannot be answered during the outage")
+        };
+        assert!(
+            reason.starts_with("GET namespace \"fresh\" failed: "),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn watch_cache_then_one_get_for_a_miss() {
+        let (source, _) = synced_source(false).await;
         assert_eq!(source.len(), 1);
         assert_eq!(
             lookup(source.as_ref(), "team").await,
