@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod router;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
