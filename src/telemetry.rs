@@ -2,6 +2,8 @@
 //! `RUST_LOG` (default `info`). Request logs carry the fields of the request's span; Pod bodies
 //! and environment values are never recorded.
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
@@ -23,9 +25,11 @@ pub fn init(format: LogFormat) -> Result<(), TelemetryError> {
         }
         _ => EnvFilter::new("info"),
     };
+    // Colours only for a terminal: piped or collected logs stay plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let result = match format {
         LogFormat::Json => builder
             .json()

@@ -244,6 +244,35 @@ fn serve_checks_the_certificate_before_binding() {
 }
 
 #[test]
+fn serve_names_a_taken_port_and_logs_as_text_when_asked() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let out = serve_outside_a_cluster(&[
+        "--listen",
+        &port,
+        "--namespaces",
+        EXAMPLE_NAMESPACES,
+        "--log-format",
+        "text",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!("error: cannot listen on --listen {port}: ")),
+        "{err}"
+    );
+    let log = err
+        .lines()
+        .find(|l| l.contains("namespace labels from a file"))
+        .expect("an info line");
+    assert!(
+        !log.starts_with('{') && log.contains(" INFO "),
+        "text, not JSON: {log}"
+    );
+}
+
+#[test]
 fn serve_refuses_a_key_that_does_not_match_the_certificate() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
