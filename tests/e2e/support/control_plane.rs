@@ -5,6 +5,8 @@
 //! kubeconfigs, etcd data and process logs — lives in a temporary directory owned by the
 //! [`ControlPlane`], and both processes are killed when it is dropped.
 //!
+//! Set `GKE_WI_E2E_KEEP_DIR=1` to keep that directory (logs!) after the test.
+//!
 //! Include it from a test with
 //! `#[path = "e2e/support/control_plane.rs"] mod control_plane;`.
 #![allow(dead_code)]
@@ -86,8 +88,7 @@ impl ControlPlane {
         let sa_pub = write(&pki.join("sa.pub"), &sa_key.public_key_pem())?;
 
         // --- etcd ------------------------------------------------------------------------
-        let client_port = free_port()?;
-        let peer_port = free_port()?;
+        let [client_port, peer_port, apiserver_port] = free_ports::<3>()?;
         let etcd_url = format!("http://{HOST}:{client_port}");
         let peer_url = format!("http://{HOST}:{peer_port}");
         let etcd_args = vec![
@@ -109,7 +110,6 @@ impl ControlPlane {
         wait_etcd_healthy(&mut etcd, client_port).await?;
 
         // --- kube-apiserver --------------------------------------------------------------
-        let apiserver_port = free_port()?;
         let apiserver_args = vec![
             format!("--etcd-servers={etcd_url}"),
             format!("--bind-address={HOST}"),
@@ -301,6 +301,12 @@ impl ControlPlane {
     }
 }
 
+// Tests may hold a ControlPlane across `.await`s on a multi-threaded runtime.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ControlPlane>();
+};
+
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         if let Some(mut p) = self.apiserver.take() {
@@ -308,6 +314,10 @@ impl Drop for ControlPlane {
         }
         if let Some(mut p) = self.etcd.take() {
             p.kill();
+        }
+        if std::env::var_os("GKE_WI_E2E_KEEP_DIR").is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!("control plane: keeping {}", self.dir.path().display());
         }
     }
 }
@@ -548,12 +558,11 @@ async fn wait_etcd_healthy(etcd: &mut Supervised, port: u16) -> Result<()> {
                 etcd.log_tail()
             );
         }
-        if let Ok(Ok(body)) =
-            tokio::time::timeout(Duration::from_secs(2), http_get(port, "/health")).await
+        let probe = tokio::time::timeout(Duration::from_secs(2), http_get(port, "/health")).await;
+        if let Ok(Ok(body)) = probe
+            && body.contains("\"health\":\"true\"")
         {
-            if body.contains("\"health\":\"true\"") {
-                return Ok(());
-            }
+            return Ok(());
         }
         if Instant::now() >= deadline {
             bail!(
@@ -613,9 +622,16 @@ async fn binaries_dir() -> Result<PathBuf> {
     .await?
 }
 
-fn free_port() -> Result<u16> {
-    let l = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
-    Ok(l.local_addr()?.port())
+/// N distinct free loopback ports (all listeners are held until every port is picked).
+fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut ports = [0u16; N];
+    for (p, l) in ports.iter_mut().zip(&listeners) {
+        *p = l.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 fn write(path: &Path, contents: &str) -> Result<PathBuf> {
