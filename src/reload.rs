@@ -124,24 +124,30 @@ mod tests {
                 }
             },
         ));
+        async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !done() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "timed out waiting for {what}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let failures = || metrics.reload_failures("namespaces");
+        let applied_now = || applied.lock().unwrap().clone();
+
         std::fs::write(&path, "good-2").unwrap();
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        eventually("good-2", || applied_now() == ["good-2"]).await;
         std::fs::write(&path, "bad-1").unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(
-            metrics.reload_failures("namespaces"),
-            1,
-            "reported once, however many polls"
-        );
+        eventually("a reported failure", || failures() == 1).await;
+        tokio::time::sleep(Duration::from_millis(200)).await; // ten more polls
+        assert_eq!(failures(), 1, "reported once, however many polls");
         std::fs::remove_file(&path).unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(
-            metrics.reload_failures("namespaces"),
-            2,
-            "a missing file is a failure too"
-        );
+        eventually("a missing file reported", || failures() == 2).await;
         std::fs::write(&path, "good-3").unwrap();
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        eventually("good-3", || applied_now() == ["good-2", "good-3"]).await;
+        assert_eq!(failures(), 2);
         stop_tx.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(2), task)
             .await

@@ -84,7 +84,7 @@ async fn an_in_flight_request_is_answered_and_readiness_fails_before_the_listene
         dir: _dir,
         ..
     } = ts;
-    let delay = Duration::from_millis(500);
+    let delay = Duration::from_millis(1500);
     let started = Instant::now();
     let shutdown = tokio::spawn(server.shutdown(delay));
 

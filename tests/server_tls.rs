@@ -356,32 +356,48 @@ async fn reload_failures(ts: &TestServer) -> Option<f64> {
 async fn a_corrupt_or_mismatched_pair_is_refused_and_the_old_one_kept() {
     let ts = TestServer::start(RELOAD, GRACE).await;
     let original = served_cert(&ts).await;
-    let settle = || tokio::time::sleep(RELOAD * 8);
+    // Waits (bounded) until the failure counter reaches `n`, then checks it stays there.
+    let failures_reach = |n: f64| {
+        let ts = &ts;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while reload_failures(ts).await != Some(n) {
+                assert!(
+                    Instant::now() < deadline,
+                    "reload failures never reached {n}"
+                );
+                tokio::time::sleep(RELOAD).await;
+            }
+            tokio::time::sleep(RELOAD * 6).await;
+            assert_eq!(
+                reload_failures(ts).await,
+                Some(n),
+                "reported once per bad pair, not once per poll"
+            );
+        }
+    };
 
     // Unparsable certificate.
     support::write_atomically(
         &ts.cert_path,
         b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n",
     );
-    settle().await;
+    failures_reach(1.0).await;
     assert_eq!(served_cert(&ts).await, original);
-    assert_eq!(reload_failures(&ts).await, Some(1.0));
 
     // A well-formed certificate with the key of another one.
     let (a, b) = (ts.leaf(), ts.leaf());
     support::write_atomically(&ts.cert_path, a.cert_pem.as_bytes());
     support::write_atomically(&ts.key_path, b.key_pem.as_bytes());
-    settle().await;
+    failures_reach(2.0).await;
     assert_eq!(served_cert(&ts).await, original);
-    assert_eq!(
-        reload_failures(&ts).await,
-        Some(2.0),
-        "reported once per bad pair, not once per poll"
-    );
 
     // A good pair afterwards is picked up.
     ts.write_pair(&a);
-    settle().await;
-    assert_eq!(served_cert(&ts).await, der_of(&a.cert_pem));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served_cert(&ts).await != der_of(&a.cert_pem) {
+        assert!(Instant::now() < deadline, "the good pair was never served");
+        tokio::time::sleep(RELOAD).await;
+    }
     assert_eq!(reload_failures(&ts).await, Some(2.0));
 }
