@@ -265,6 +265,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ca_out: args.dev_ca_out.clone(),
         },
     };
+    if args.tls_cert.is_some() && args.dev_ca_out.is_some() {
+        tracing::warn!("--dev-ca-out is ignored: --tls-cert/--tls-key are given");
+    }
     let mut tls = Tls::load(&cert_source, &metrics)?;
     let tls_config = tls.server_config()?;
     if let CertSource::Generated { ca_out } = &cert_source {
@@ -303,6 +306,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         on_error: args.on_error,
         namespaces,
         metrics,
+        body_timeout: server::BODY_TIMEOUT,
     };
     let server = Server::start(
         args.listen,

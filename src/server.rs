@@ -8,6 +8,7 @@
 //! `Retry-After`: the API server would retry a webhook call it should fail fast.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -26,6 +27,10 @@ use crate::policy::Config;
 /// Largest accepted body: an UPDATE review carries two objects of up to 3 MiB each (SPEC §5).
 pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
 
+/// Longest a request body may take to arrive: the API server gives up on a webhook after at most
+/// 30 s, so a body still trickling in after that only holds a connection open.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What the endpoint needs; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -33,6 +38,8 @@ pub struct AppState {
     pub on_error: OnError,
     pub namespaces: Arc<dyn NamespaceSource>,
     pub metrics: Arc<Metrics>,
+    /// [`BODY_TIMEOUT`] in production.
+    pub body_timeout: Duration,
 }
 
 /// `POST /mutate` (any query string); everything else is 404 or 405.
@@ -138,7 +145,20 @@ async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Body) -
             too_large(),
         );
     }
-    let bytes = match read_limited(body, MAX_BODY_BYTES).await {
+    let read = tokio::time::timeout(state.body_timeout, read_limited(body, MAX_BODY_BYTES));
+    let Ok(read) = read.await else {
+        let message = format!(
+            "body not received within {} s",
+            state.body_timeout.as_secs_f64()
+        );
+        return fail(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "Timeout",
+            message,
+        );
+    };
+    let bytes = match read {
         Ok(bytes) => bytes,
         Err(None) => {
             return fail(

@@ -60,6 +60,7 @@ fn state_for(args: &InjectArgs, namespace: &str) -> AppState {
             miss_reason: "not in the fixture".into(),
         }),
         metrics: Arc::new(Metrics::new()),
+        body_timeout: gke_wi_injector::server::BODY_TIMEOUT,
     }
 }
 

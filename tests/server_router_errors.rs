@@ -5,6 +5,7 @@ mod support;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use futures::StreamExt as _;
 use gke_wi_injector::admission::OnError;
 use gke_wi_injector::server::MAX_BODY_BYTES;
 use rstest::rstest;
@@ -153,4 +154,19 @@ async fn a_body_over_7_mib_is_413_with_or_without_content_length() {
     )
     .await;
     status_message(&answer, 413);
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_408_after_the_body_timeout() {
+    let mut state = app_state(OnError::Allow);
+    state.body_timeout = std::time::Duration::from_millis(200);
+    let first = futures::stream::iter([Ok::<_, std::io::Error>(b"{\"apiVersion\":".to_vec())]);
+    let stalled = Body::from_stream(first.chain(futures::stream::pending()));
+    let started = std::time::Instant::now();
+    let answer = send(state, post("/mutate", Some("application/json"), stalled)).await;
+    assert_eq!(
+        status_message(&answer, 408),
+        "body not received within 0.2 s"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }

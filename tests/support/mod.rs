@@ -17,7 +17,7 @@ use gke_wi_injector::metrics::Metrics;
 use gke_wi_injector::namespaces::{Fetched, FileNamespaces, NamespaceSource};
 use gke_wi_injector::policy::{Config, Labels};
 use gke_wi_injector::serve::Server;
-use gke_wi_injector::server::AppState;
+use gke_wi_injector::server::{AppState, BODY_TIMEOUT};
 use gke_wi_injector::tls::{CertSource, Tls};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -149,6 +149,7 @@ pub fn app_state(on_error: OnError) -> AppState {
             miss_reason: "API server unreachable".into(),
         }),
         metrics: Arc::new(Metrics::new()),
+        body_timeout: BODY_TIMEOUT,
     }
 }
 
@@ -191,6 +192,7 @@ impl TestServer {
             on_error: OnError::Allow,
             namespaces,
             metrics: metrics.clone(),
+            body_timeout: BODY_TIMEOUT,
         };
         let any = "127.0.0.1:0".parse().unwrap();
         let server = Server::start(
