@@ -22,7 +22,8 @@ pub const LATENCY_BUCKETS: [f64; 15] = [
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     /// `mutated`, `unchanged`, `skipped`, `ignored`, `error`, `denied`, or for requests that are
-    /// not answered with a review: `bad_request`, `unsupported_media_type`, `payload_too_large`, `request_timeout`.
+    /// not answered with a review: `bad_request`, `unsupported_media_type`, `payload_too_large`,
+    /// `request_timeout`.
     pub outcome: &'static str,
 }
 
