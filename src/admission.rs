@@ -8,10 +8,17 @@ use json_patch::Patch;
 use serde_json::Value;
 
 pub use kube::core::DynamicObject;
+use kube::core::TypeMeta;
 pub use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use serde_json::value::RawValue;
+
+pub use crate::raw_object::RawObject;
+
+/// An admission request whose object is kept as raw JSON.
+pub type Request = AdmissionRequest<RawObject>;
 
 use crate::mutate;
-use crate::policy::{Config, Decision, Features, Labels, Skip};
+use crate::policy::{self, Config, Decision, Features, Labels, Skip};
 
 /// What to answer when the injector cannot decide (namespace unknown, object unreadable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -61,19 +68,41 @@ pub fn encode(review: &AdmissionReview<DynamicObject>) -> Vec<u8> {
     serde_json::to_vec(&value).unwrap_or_default()
 }
 
-/// Decodes an AdmissionReview request body.
-pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, ReviewError> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)?;
-    if review.types.api_version != "admission.k8s.io/v1" || review.types.kind != "AdmissionReview" {
-        return Err(ReviewError::WrongType(format!(
-            "{}/{}",
-            review.types.api_version, review.types.kind
-        )));
-    }
-    review.try_into().map_err(|_| ReviewError::NoRequest)
+/// The AdmissionReview envelope. kube's `AdmissionReview` flattens its `TypeMeta`, which makes
+/// serde buffer the whole body (Pod included) before decoding it; reading these three fields
+/// first lets the request, and the raw object inside it, decode straight from the bytes.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "apiVersion", default)]
+    api_version: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    request: Option<&'a RawValue>,
 }
 
-fn is_pod_create(req: &AdmissionRequest<DynamicObject>) -> bool {
+/// Decodes an AdmissionReview request body.
+pub fn parse_review(body: &[u8]) -> Result<Request, ReviewError> {
+    let envelope: Envelope<'_> = serde_json::from_slice(body)?;
+    if envelope.api_version != "admission.k8s.io/v1" || envelope.kind != "AdmissionReview" {
+        return Err(ReviewError::WrongType(format!(
+            "{}/{}",
+            envelope.api_version, envelope.kind
+        )));
+    }
+    let request = envelope
+        .request
+        .filter(|r| r.get() != "null")
+        .ok_or(ReviewError::NoRequest)?;
+    let mut req: Request = serde_json::from_str(request.get())?;
+    req.types = TypeMeta {
+        api_version: envelope.api_version.into_owned(),
+        kind: envelope.kind.into_owned(),
+    };
+    Ok(req)
+}
+
+fn is_pod_create(req: &Request) -> bool {
     req.kind.group.is_empty()
         && req.kind.kind == "Pod"
         && req.operation == Operation::Create
@@ -82,17 +111,11 @@ fn is_pod_create(req: &AdmissionRequest<DynamicObject>) -> bool {
 
 /// The namespace whose labels the answer needs, or `None` when the request is not a Pod CREATE
 /// (answered unchanged without a lookup).
-pub fn namespace_to_look_up(req: &AdmissionRequest<DynamicObject>) -> Option<&str> {
+pub fn namespace_to_look_up(req: &Request) -> Option<&str> {
     if !is_pod_create(req) {
         return None;
     }
-    req.namespace
-        .as_deref()
-        .or(req
-            .object
-            .as_ref()
-            .and_then(|o| o.metadata.namespace.as_deref()))
-        .filter(|ns| !ns.is_empty())
+    req.namespace.as_deref().filter(|ns| !ns.is_empty())
 }
 
 /// The labels of the Pod's namespace, or why they are not known.
@@ -146,12 +169,7 @@ pub struct Outcome {
 /// Answers one admission request. The patch is computed against the request's object; it is
 /// never re-serialized from a typed Pod. The answer depends only on the request and the labels,
 /// so `dryRun` requests get exactly the same answer.
-pub fn review(
-    req: AdmissionRequest<DynamicObject>,
-    ns: NamespaceLabels<'_>,
-    cfg: &Config,
-    on_error: OnError,
-) -> Outcome {
+pub fn review(req: Request, ns: NamespaceLabels<'_>, cfg: &Config, on_error: OnError) -> Outcome {
     let response = AdmissionResponse::from(&req);
     if !is_pod_create(&req) {
         return finish(
@@ -178,15 +196,26 @@ pub fn review(
             return cannot_decide(response, on_error, "namespace_unavailable", msg);
         }
     };
-    let Some(object) = req.object else {
-        return cannot_decide(
+    if let Some(skip) = policy::namespace_skip(cfg, &namespace, labels) {
+        return finish(
             response,
-            on_error,
-            "no_object",
-            "request.object is missing; not injected".into(),
+            OutcomeKind::Skipped(skip),
+            Features::default(),
+            Vec::new(),
+            Vec::new(),
         );
+    }
+    let Some(object) = req.object else {
+        let msg = "request.object is missing; not injected".to_string();
+        return cannot_decide(response, on_error, "no_object", msg);
     };
-    let pod = pod_json(object);
+    let pod: Value = match serde_json::from_str(object.json()) {
+        Ok(pod @ Value::Object(_)) => pod,
+        _ => {
+            let msg = "request.object is not a JSON object; not injected".to_string();
+            return cannot_decide(response, on_error, "bad_pod", msg);
+        }
+    };
     let plan = match mutate::plan(cfg, &namespace, labels, &pod) {
         Ok(plan) => plan,
         Err(e) => {
@@ -215,16 +244,6 @@ pub fn review(
         plan.ops,
         plan.warnings.into_vec(),
     )
-}
-
-/// The Pod as JSON: the request's fields as sent, with the metadata the policy reads.
-fn pod_json(object: DynamicObject) -> Value {
-    let mut pod = object.data;
-    if !pod.is_object() {
-        pod = Value::Object(Default::default());
-    }
-    pod["metadata"] = serde_json::to_value(&object.metadata).unwrap_or(Value::Null);
-    pod
 }
 
 fn cannot_decide(

@@ -258,21 +258,25 @@ pub struct CertsArgs {
 
 #[derive(Debug, Args)]
 pub struct WaitArgs {
-    /// Metadata server address (host or host:port), as client libraries read it.
-    #[arg(long, env = "GCE_METADATA_HOST", default_value = "169.254.169.254")]
-    pub metadata_host: String,
+    /// Metadata server address: host, host:port or [IPv6]:port, as client libraries read it (empty = default).
+    #[arg(long, env = "GCE_METADATA_HOST", default_value = "169.254.169.254", value_parser = crate::wait::parse_metadata_host)]
+    pub metadata_host: crate::wait::MetadataAddr,
 
-    /// Most attempts before giving up.
-    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_ATTEMPTS", default_value_t = 30)]
+    /// Most attempts before giving up, the first included.
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_ATTEMPTS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     pub attempts: u32,
 
-    /// Total time budget for all attempts.
+    /// Total time budget for all attempts; no attempt, timeout or pause runs past it.
     #[arg(long, env = "GKE_WI_INJECTOR_WAIT_MAX_TIME", default_value = "60s", value_parser = parse_duration)]
     pub max_time: Duration,
 
     /// Connect timeout of one attempt.
-    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_CONNECT_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_CONNECT_TIMEOUT", default_value = "3s", value_parser = crate::wait::parse_nonzero_duration)]
     pub connect_timeout: Duration,
+
+    /// Time one attempt waits for the response's status line once connected.
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_READ_TIMEOUT", default_value = "10s", value_parser = crate::wait::parse_nonzero_duration)]
+    pub read_timeout: Duration,
 
     /// Pause between attempts.
     #[arg(long, env = "GKE_WI_INJECTOR_WAIT_INTERVAL", default_value = "1s", value_parser = parse_duration)]

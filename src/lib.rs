@@ -12,6 +12,8 @@ pub mod istio;
 pub mod mutate;
 pub mod patch;
 pub mod policy;
+pub mod raw_object;
+pub mod wait;
 pub mod warnings;
 
 pub mod admin;

@@ -16,7 +16,11 @@ fn main() -> ExitCode {
             .context("starting the async runtime")
             .and_then(|runtime| runtime.block_on(gke_wi_injector::serve::run(args))),
         Command::Certs(args) => gke_wi_injector::certs::run(&args),
-        Command::Wait(_) => Err(anyhow::anyhow!("not wired yet")),
+        Command::Wait(args) => {
+            // The wait program has its own exit codes (0 ready, 1 gave up).
+            let code = gke_wi_injector::wait::run(&args);
+            return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

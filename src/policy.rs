@@ -251,13 +251,10 @@ pub fn decide(
     pod: &Value,
     warnings: &mut Warnings,
 ) -> Decision {
-    if namespace == "kube-system" || namespace == cfg.injector_namespace {
-        return Decision::Skip(Skip::ProtectedNamespace);
+    if let Some(skip) = namespace_skip(cfg, namespace, ns_labels) {
+        return Decision::Skip(skip);
     }
     let inject_key = cfg.prefix.key("inject");
-    if ns_labels.get(&inject_key).map(String::as_str) != Some("enabled") {
-        return Decision::Skip(Skip::NotOptedIn);
-    }
     let annotations = pod
         .pointer("/metadata/annotations")
         .and_then(Value::as_object);
@@ -324,6 +321,18 @@ pub fn decide(
         }
     }
     Decision::Inject { features, windows }
+}
+
+/// The decisions that need only the namespace: protected namespaces and namespaces that did
+/// not opt in. The server checks these before it parses the Pod.
+pub fn namespace_skip(cfg: &Config, namespace: &str, ns_labels: &Labels) -> Option<Skip> {
+    if namespace == "kube-system" || namespace == cfg.injector_namespace {
+        return Some(Skip::ProtectedNamespace);
+    }
+    let opted_in = ns_labels
+        .get(&cfg.prefix.key("inject"))
+        .is_some_and(|v| v == "enabled");
+    (!opted_in).then_some(Skip::NotOptedIn)
 }
 
 /// Istio `auto`: on when the namespace has `istio-injection=enabled` or any `istio.io/rev`

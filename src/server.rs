@@ -195,9 +195,11 @@ async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Body) -
         span.record("operation", operation.as_str());
     }
     span.record("dry_run", request.dry_run);
-    if let Some(object) = &request.object {
-        record_name(&span, &request.name, &object.metadata);
-    }
+    record_name(
+        &span,
+        &request.name,
+        request.object.as_ref().map(|o| o.json()),
+    );
     let lookup = match admission::namespace_to_look_up(&request).map(str::to_owned) {
         Some(ns) => {
             span.record("namespace", ns.as_str());
@@ -244,16 +246,35 @@ async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Body) -
         .into_response()
 }
 
-fn record_name(span: &tracing::Span, request_name: &str, meta: &kube::core::ObjectMeta) {
-    let name = meta
-        .name
+/// The Pod's `metadata.name` and `metadata.generateName`, read from the raw object without
+/// building it (everything else is skipped over); nothing else of the Pod is ever logged.
+#[derive(serde::Deserialize)]
+struct Names<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<NameFields<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct NameFields<'a> {
+    #[serde(borrow, default)]
+    name: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default, rename = "generateName")]
+    generate_name: Option<std::borrow::Cow<'a, str>>,
+}
+
+fn record_name(span: &tracing::Span, request_name: &str, object: Option<&str>) {
+    let names = object
+        .and_then(|json| serde_json::from_str::<Names<'_>>(json).ok())
+        .and_then(|n| n.metadata);
+    let (name, generate_name) = names.map_or((None, None), |m| (m.name, m.generate_name));
+    let name = name
         .as_deref()
         .filter(|n| !n.is_empty())
         .unwrap_or(request_name);
     if !name.is_empty() {
         span.record("pod", name);
     }
-    if let Some(generate_name) = meta.generate_name.as_deref() {
+    if let Some(generate_name) = generate_name.as_deref() {
         span.record("generate_name", generate_name);
     }
 }

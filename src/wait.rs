@@ -1,0 +1,653 @@
+//! The wait init container's program: poll the GKE metadata server's token endpoint until it
+//! answers 2xx, with the GKE troubleshooting guide's curl semantics (SPEC §4.1).
+//!
+//! A small blocking HTTP/1.1 client on `std::net::TcpStream`: the metadata server speaks plain
+//! HTTP, and the init container must start in milliseconds with no runtime. Every attempt's
+//! connect and read timeouts are clipped to what is left of the total budget, and the pause
+//! between attempts never runs past it. Nothing read from the server is ever printed: the body
+//! is the Pod's access token.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use crate::cli::WaitArgs;
+
+/// The token endpoint; the wait container succeeds once it answers 2xx.
+pub const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+
+/// The GKE metadata server's link-local address.
+pub const DEFAULT_METADATA_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 169, 254);
+
+/// Longest status line read before the response counts as malformed.
+const MAX_STATUS_LINE: usize = 8 * 1024;
+
+/// Address of the metadata server as `GCE_METADATA_HOST` holds it: `host`, `host:port`,
+/// `[v6]`, `[v6]:port` or a bare IPv6 address. No scheme, no path; the port defaults to 80.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataAddr {
+    host: Host,
+    port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Host {
+    Ip(IpAddr),
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    #[error("metadata host is empty")]
+    Empty,
+    #[error("metadata host {0:?} must be host or host:port, without scheme or path")]
+    SchemeOrPath(String),
+    #[error("metadata host {0:?} has an invalid IPv6 address in brackets")]
+    BadIpv6(String),
+    #[error("metadata host {0:?} has an invalid port (1-65535)")]
+    BadPort(String),
+    #[error("metadata host {0:?} is not a valid host name or IP address")]
+    BadHost(String),
+}
+
+impl MetadataAddr {
+    pub fn new_ip(ip: IpAddr, port: u16) -> Self {
+        MetadataAddr {
+            host: Host::Ip(ip),
+            port,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The `Host` header value: the host, bracketed if IPv6, with the port unless it is 80.
+    pub fn authority(&self) -> String {
+        let host = match &self.host {
+            Host::Ip(IpAddr::V6(ip)) => format!("[{ip}]"),
+            Host::Ip(ip) => ip.to_string(),
+            Host::Name(name) => name.clone(),
+        };
+        if self.port == 80 {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
+    /// The token URL, for logs.
+    pub fn url(&self) -> String {
+        format!("http://{}{TOKEN_PATH}", self.authority())
+    }
+
+    /// Socket addresses to try. A host name is resolved on a helper thread so that a slow
+    /// resolver, too, is bounded by `timeout`; `None` when it fails or runs out of time.
+    fn resolve(&self, timeout: Duration) -> Option<Vec<SocketAddr>> {
+        let name = match &self.host {
+            Host::Ip(ip) => return Some(vec![SocketAddr::new(*ip, self.port)]),
+            Host::Name(name) => name.clone(),
+        };
+        let port = self.port;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let addrs = (name.as_str(), port)
+                .to_socket_addrs()
+                .map(Iterator::collect);
+            let _ = tx.send(addrs);
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(Ok(addrs)) => Some(addrs).filter(|a: &Vec<SocketAddr>| !a.is_empty()),
+            _ => None,
+        }
+    }
+}
+
+impl FromStr for MetadataAddr {
+    type Err = AddrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(AddrError::Empty);
+        }
+        if s.contains('/') || s.contains('?') || s.contains('#') || s.contains('@') {
+            return Err(AddrError::SchemeOrPath(s.into()));
+        }
+        let port = |p: &str| match p.parse::<u16>() {
+            Ok(n) if n > 0 && !p.starts_with('+') => Ok(n),
+            _ => Err(AddrError::BadPort(s.into())),
+        };
+        if let Some(rest) = s.strip_prefix('[') {
+            let (ip, after) = rest
+                .split_once(']')
+                .ok_or_else(|| AddrError::BadIpv6(s.into()))?;
+            let ip: Ipv6Addr = ip.parse().map_err(|_| AddrError::BadIpv6(s.into()))?;
+            let port = match after {
+                "" => 80,
+                _ => port(
+                    after
+                        .strip_prefix(':')
+                        .ok_or_else(|| AddrError::BadPort(s.into()))?,
+                )?,
+            };
+            return Ok(MetadataAddr::new_ip(IpAddr::V6(ip), port));
+        }
+        // A bare IP literal, including an unbracketed IPv6 address (which cannot carry a port).
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(MetadataAddr::new_ip(ip, 80));
+        }
+        let (host, port) = match s.rsplit_once(':') {
+            Some((host, p)) => (host, port(p)?),
+            None => (s, 80),
+        };
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            if ip.is_ipv6() {
+                // `fe80::1:8080` is ambiguous; brackets are required to give an IPv6 port.
+                return Err(AddrError::BadIpv6(s.into()));
+            }
+            return Ok(MetadataAddr::new_ip(ip, port));
+        }
+        let valid_name = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid_name {
+            return Err(AddrError::BadHost(s.into()));
+        }
+        Ok(MetadataAddr {
+            host: Host::Name(host.to_ascii_lowercase()),
+            port,
+        })
+    }
+}
+
+/// Bounds of the wait loop.
+#[derive(Debug, Clone)]
+pub struct WaitConfig {
+    pub addr: MetadataAddr,
+    /// Most attempts, counting the first.
+    pub attempts: u32,
+    /// Total budget: no attempt starts, and no timeout or pause runs, past it.
+    pub max_time: Duration,
+    /// Connect timeout of one attempt.
+    pub connect_timeout: Duration,
+    /// Time allowed for the status line once connected (writing the request included).
+    pub read_timeout: Duration,
+    /// Pause after a failed attempt.
+    pub interval: Duration,
+}
+
+impl From<&WaitArgs> for WaitConfig {
+    fn from(a: &WaitArgs) -> Self {
+        WaitConfig {
+            addr: a.metadata_host.clone(),
+            attempts: a.attempts,
+            max_time: a.max_time,
+            connect_timeout: a.connect_timeout,
+            read_timeout: a.read_timeout,
+            interval: a.interval,
+        }
+    }
+}
+
+/// What one attempt saw. The `Display` text is what the log prints; it never holds response bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A 2xx status line: the metadata server serves tokens.
+    Ready(u16),
+    /// Any other status.
+    Status(u16),
+    Refused,
+    ConnectTimedOut,
+    ReadTimedOut,
+    /// The host name did not resolve.
+    Unresolved,
+    /// The connection closed before a full status line arrived.
+    Closed,
+    /// The first line is not an HTTP/1.x status line.
+    Malformed,
+    /// Any other socket error.
+    Io(io::ErrorKind),
+}
+
+impl Outcome {
+    pub fn is_ready(self) -> bool {
+        matches!(self, Outcome::Ready(_))
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Ready(code) | Outcome::Status(code) => write!(f, "HTTP {code}"),
+            Outcome::Refused => f.write_str("connection refused"),
+            Outcome::ConnectTimedOut => f.write_str("connect timed out"),
+            Outcome::ReadTimedOut => f.write_str("timed out waiting for the response"),
+            Outcome::Unresolved => f.write_str("host name did not resolve in time"),
+            Outcome::Closed => f.write_str("connection closed before a status line"),
+            Outcome::Malformed => f.write_str("malformed response (not an HTTP/1.x status line)"),
+            Outcome::Io(kind) => write!(f, "connection error: {kind}"),
+        }
+    }
+}
+
+/// The metadata server answered 2xx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    pub attempts: u32,
+    pub status: u16,
+    pub elapsed: Duration,
+}
+
+/// Every attempt failed, or the budget ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GaveUp {
+    pub attempts: u32,
+    pub last: Option<Outcome>,
+    pub elapsed: Duration,
+}
+
+/// The wait loop. Writes one line per attempt to `log`, never the response.
+pub fn wait(cfg: &WaitConfig, log: &mut impl Write) -> Result<Ready, GaveUp> {
+    let start = Instant::now();
+    let deadline = start + cfg.max_time;
+    let _ = writeln!(
+        log,
+        "waiting for {} (at most {} attempts within {:?})",
+        cfg.addr.url(),
+        cfg.attempts,
+        cfg.max_time
+    );
+    let mut last = None;
+    let mut made = 0;
+    for n in 1..=cfg.attempts {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let outcome = attempt(cfg, deadline);
+        made = n;
+        last = Some(outcome);
+        let elapsed = start.elapsed();
+        let _ = writeln!(
+            log,
+            "attempt {n}/{}: {outcome} ({:.2}s elapsed)",
+            cfg.attempts,
+            elapsed.as_secs_f64()
+        );
+        if let Outcome::Ready(status) = outcome {
+            return Ok(Ready {
+                attempts: n,
+                status,
+                elapsed,
+            });
+        }
+        if n == cfg.attempts {
+            break;
+        }
+        match deadline.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => std::thread::sleep(cfg.interval.min(left)),
+            _ => break,
+        }
+    }
+    Err(GaveUp {
+        attempts: made,
+        last,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// `timeout` clipped to what is left before `deadline`; `None` when nothing is left.
+pub fn clip(timeout: Duration, deadline: Instant) -> Option<Duration> {
+    let left = deadline.checked_duration_since(Instant::now())?;
+    let d = timeout.min(left);
+    (!d.is_zero()).then_some(d)
+}
+
+/// One GET of the token endpoint, bounded by the attempt's timeouts and the overall deadline.
+fn attempt(cfg: &WaitConfig, deadline: Instant) -> Outcome {
+    // Resolving a host name counts against the connect timeout, as in curl.
+    let connect_deadline = deadline.min(Instant::now() + cfg.connect_timeout);
+    let Some(addrs) = clip(cfg.connect_timeout, connect_deadline).and_then(|t| cfg.addr.resolve(t))
+    else {
+        return Outcome::Unresolved;
+    };
+    let mut stream = None;
+    let mut last = Outcome::ConnectTimedOut;
+    for addr in addrs {
+        let Some(timeout) = clip(cfg.connect_timeout, connect_deadline) else {
+            break;
+        };
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = connect_error(&e),
+        }
+    }
+    let Some(mut stream) = stream else {
+        return last;
+    };
+    let read_deadline = deadline.min(Instant::now() + cfg.read_timeout);
+    match exchange(&mut stream, &cfg.addr, read_deadline) {
+        Ok(status) if (200..300).contains(&status) => Outcome::Ready(status),
+        Ok(status) => Outcome::Status(status),
+        Err(outcome) => outcome,
+    }
+}
+
+fn connect_error(e: &io::Error) -> Outcome {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => Outcome::Refused,
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Outcome::ConnectTimedOut,
+        kind => Outcome::Io(kind),
+    }
+}
+
+fn io_error(e: &io::Error) -> Outcome {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Outcome::ReadTimedOut,
+        io::ErrorKind::UnexpectedEof => Outcome::Closed,
+        kind => Outcome::Io(kind),
+    }
+}
+
+/// The request bytes: HTTP/1.1 with the header the metadata server requires.
+pub fn request(addr: &MetadataAddr) -> String {
+    format!(
+        "GET {TOKEN_PATH} HTTP/1.1\r\nHost: {}\r\nMetadata-Flavor: Google\r\nUser-Agent: gke-wi-injector-wait/{}\r\n\
+         Accept: */*\r\nConnection: close\r\n\r\n",
+        addr.authority(),
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Writes the request and reads up to the end of the status line; returns the status code.
+fn exchange(
+    stream: &mut TcpStream,
+    addr: &MetadataAddr,
+    deadline: Instant,
+) -> Result<u16, Outcome> {
+    let _ = stream.set_nodelay(true);
+    let timeout = clip(Duration::MAX, deadline).ok_or(Outcome::ReadTimedOut)?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| io_error(&e))?;
+    stream
+        .write_all(request(addr).as_bytes())
+        .map_err(|e| io_error(&e))?;
+
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 512];
+    loop {
+        if let Some(end) = buf.iter().position(|&b| b == b'\n') {
+            return parse_status_line(&buf[..end]).ok_or(Outcome::Malformed);
+        }
+        if buf.len() > MAX_STATUS_LINE {
+            return Err(Outcome::Malformed);
+        }
+        let timeout = clip(Duration::MAX, deadline).ok_or(Outcome::ReadTimedOut)?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .map_err(|e| io_error(&e))?;
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(Outcome::Closed),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_error(&e)),
+        }
+    }
+}
+
+/// `HTTP/1.x SP 3DIGIT [SP reason]` (a trailing `\r` allowed) → the status code.
+pub fn parse_status_line(line: &[u8]) -> Option<u16> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let rest = line.strip_prefix(b"HTTP/1.")?;
+    let (minor, rest) = rest.split_first()?;
+    if !minor.is_ascii_digit() {
+        return None;
+    }
+    let rest = rest.strip_prefix(b" ")?;
+    let (code, reason) = rest.split_at_checked(3)?;
+    if !code.iter().all(u8::is_ascii_digit) || !(reason.is_empty() || reason[0] == b' ') {
+        return None;
+    }
+    let code = code.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+    (100..=599).contains(&code).then_some(code)
+}
+
+/// The metadata server's address; empty means the default, as in Google's client libraries
+/// (which ignore an empty `GCE_METADATA_HOST`).
+pub fn parse_metadata_host(s: &str) -> Result<MetadataAddr, AddrError> {
+    if s.trim().is_empty() {
+        return Ok(MetadataAddr::new_ip(IpAddr::V4(DEFAULT_METADATA_IP), 80));
+    }
+    s.parse()
+}
+
+/// Rejects zero, for timeouts that must be positive.
+pub fn parse_nonzero_duration(s: &str) -> Result<Duration, String> {
+    let d = crate::cli::parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("duration {s:?} must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// `gke-wi-injector wait`: 0 once the token endpoint answers 2xx, otherwise the GKE guide's
+/// message on stderr and 1.
+pub fn run(args: &WaitArgs) -> i32 {
+    let cfg = WaitConfig::from(args);
+    let mut stderr = io::stderr().lock();
+    match wait(&cfg, &mut stderr) {
+        Ok(ready) => {
+            let _ = writeln!(
+                stderr,
+                "metadata server ready: HTTP {} after {} attempt(s) in {:.2}s",
+                ready.status,
+                ready.attempts,
+                ready.elapsed.as_secs_f64()
+            );
+            0
+        }
+        Err(_) => {
+            let _ = writeln!(stderr, "{}", crate::WAIT_FAILURE_MESSAGE);
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use std::net::{Ipv4Addr, TcpListener};
+
+    #[rstest]
+    #[case::default_ip("169.254.169.254", "169.254.169.254", 80)]
+    #[case::ip_port("127.0.0.1:8080", "127.0.0.1:8080", 8080)]
+    #[case::explicit_80("169.254.169.254:80", "169.254.169.254", 80)]
+    #[case::name("metadata.google.internal", "metadata.google.internal", 80)]
+    #[case::name_port("Metadata.Google.Internal:8080", "metadata.google.internal:8080", 8080)]
+    #[case::localhost("localhost:1", "localhost:1", 1)]
+    #[case::bare_v6("fd00:ec2::254", "[fd00:ec2::254]", 80)]
+    #[case::bracketed_v6("[::1]", "[::1]", 80)]
+    #[case::bracketed_v6_port("[::1]:8080", "[::1]:8080", 8080)]
+    #[case::spaces("  127.0.0.1:9  ", "127.0.0.1:9", 9)]
+    fn addresses_parse(#[case] input: &str, #[case] authority: &str, #[case] port: u16) {
+        let addr: MetadataAddr = input.parse().unwrap();
+        assert_eq!(addr.authority(), authority);
+        assert_eq!(addr.port(), port);
+    }
+
+    #[rstest]
+    #[case::empty("", AddrError::Empty)]
+    #[case::blank("  ", AddrError::Empty)]
+    #[case::scheme("http://169.254.169.254", AddrError::SchemeOrPath("http://169.254.169.254".into()))]
+    #[case::path("169.254.169.254/computeMetadata", AddrError::SchemeOrPath("169.254.169.254/computeMetadata".into()))]
+    #[case::port_zero("127.0.0.1:0", AddrError::BadPort("127.0.0.1:0".into()))]
+    #[case::port_too_big("127.0.0.1:65536", AddrError::BadPort("127.0.0.1:65536".into()))]
+    #[case::port_empty("127.0.0.1:", AddrError::BadPort("127.0.0.1:".into()))]
+    #[case::port_sign("127.0.0.1:+80", AddrError::BadPort("127.0.0.1:+80".into()))]
+    #[case::v6_unclosed("[::1:80", AddrError::BadIpv6("[::1:80".into()))]
+    #[case::v6_not_ip("[nope]:80", AddrError::BadIpv6("[nope]:80".into()))]
+    #[case::v6_junk_after("[::1]x", AddrError::BadPort("[::1]x".into()))]
+    #[case::underscore("meta_data", AddrError::BadHost("meta_data".into()))]
+    #[case::empty_label("a..b", AddrError::BadHost("a..b".into()))]
+    #[case::empty_host(":80", AddrError::BadHost(":80".into()))]
+    fn addresses_reject(#[case] input: &str, #[case] want: AddrError) {
+        assert_eq!(input.parse::<MetadataAddr>().unwrap_err(), want);
+    }
+
+    #[rstest]
+    #[case::empty("")]
+    #[case::blank(" ")]
+    fn an_empty_metadata_host_means_the_default(#[case] input: &str) {
+        assert_eq!(
+            parse_metadata_host(input).unwrap().authority(),
+            "169.254.169.254"
+        );
+    }
+
+    #[test]
+    fn address_errors_quote_the_input() {
+        let err = "http://x".parse::<MetadataAddr>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            r#"metadata host "http://x" must be host or host:port, without scheme or path"#
+        );
+    }
+
+    #[rstest]
+    #[case::ok(b"HTTP/1.1 200 OK\r", Some(200))]
+    #[case::no_cr(b"HTTP/1.1 204 No Content", Some(204))]
+    #[case::no_reason(b"HTTP/1.0 500", Some(500))]
+    #[case::empty_reason(b"HTTP/1.1 404 \r", Some(404))]
+    #[case::http2(b"HTTP/2 200 OK", None)]
+    #[case::lowercase(b"http/1.1 200 OK", None)]
+    #[case::two_digits(b"HTTP/1.1 20 OK", None)]
+    #[case::four_digits(b"HTTP/1.1 2000 OK", None)]
+    #[case::out_of_range(b"HTTP/1.1 999 Weird", None)]
+    #[case::no_space(b"HTTP/1.1200 OK", None)]
+    #[case::garbage(b"ya29.secret-token", None)]
+    #[case::empty(b"", None)]
+    fn status_lines(#[case] line: &[u8], #[case] want: Option<u16>) {
+        assert_eq!(parse_status_line(line), want);
+    }
+
+    #[test]
+    fn request_names_the_token_path_and_flavor_header() {
+        let addr: MetadataAddr = "[::1]:8080".parse().unwrap();
+        let req = request(&addr);
+        assert!(
+            req.starts_with(
+                "GET /computeMetadata/v1/instance/service-accounts/default/token HTTP/1.1\r\n"
+            ),
+            "{req}"
+        );
+        assert!(req.contains("\r\nHost: [::1]:8080\r\n"), "{req}");
+        assert!(req.contains("\r\nMetadata-Flavor: Google\r\n"), "{req}");
+        assert!(req.ends_with("\r\n\r\n"), "{req}");
+    }
+
+    #[test]
+    fn clip_never_exceeds_the_deadline() {
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let got = clip(Duration::from_secs(3), deadline).unwrap();
+        assert!(got <= Duration::from_millis(200), "{got:?}");
+        assert_eq!(
+            clip(Duration::from_millis(5), deadline),
+            Some(Duration::from_millis(5))
+        );
+        assert_eq!(
+            clip(
+                Duration::from_secs(1),
+                Instant::now() - Duration::from_millis(1)
+            ),
+            None
+        );
+    }
+
+    #[rstest]
+    #[case::zero("0s", Err("duration \"0s\" must be greater than zero".to_string()))]
+    #[case::ms("300ms", Ok(Duration::from_millis(300)))]
+    fn nonzero_durations(#[case] input: &str, #[case] want: Result<Duration, String>) {
+        assert_eq!(parse_nonzero_duration(input), want);
+    }
+
+    fn closed_port() -> u16 {
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    fn cfg(port: u16, attempts: u32, max_time: Duration) -> WaitConfig {
+        WaitConfig {
+            addr: MetadataAddr::new_ip(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+            attempts,
+            max_time,
+            connect_timeout: Duration::from_millis(300),
+            read_timeout: Duration::from_millis(300),
+            interval: Duration::from_millis(10),
+        }
+    }
+
+    #[test]
+    fn gives_up_after_the_attempt_limit_with_one_log_line_each() {
+        let mut log = Vec::new();
+        let err = wait(&cfg(closed_port(), 3, Duration::from_secs(10)), &mut log).unwrap_err();
+        assert_eq!(err.attempts, 3);
+        assert_eq!(err.last, Some(Outcome::Refused));
+        let log = String::from_utf8(log).unwrap();
+        let lines: Vec<_> = log.lines().filter(|l| l.starts_with("attempt ")).collect();
+        assert_eq!(lines.len(), 3, "{log}");
+        assert!(
+            lines[2].starts_with("attempt 3/3: connection refused ("),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn the_pause_never_runs_past_the_budget() {
+        let mut c = cfg(closed_port(), 30, Duration::from_millis(200));
+        c.interval = Duration::from_secs(30);
+        let started = Instant::now();
+        let err = wait(&c, &mut io::sink()).unwrap_err();
+        assert_eq!(err.attempts, 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn host_names_are_resolved_and_connected() {
+        let port = closed_port();
+        let mut c = cfg(port, 1, Duration::from_secs(5));
+        c.addr = format!("localhost:{port}").parse().unwrap();
+        let err = wait(&c, &mut io::sink()).unwrap_err();
+        assert_eq!(err.last, Some(Outcome::Refused));
+        c.addr = "name.invalid".parse().unwrap();
+        let err = wait(&c, &mut io::sink()).unwrap_err();
+        assert_eq!(err.last, Some(Outcome::Unresolved));
+    }
+
+    #[test]
+    fn a_zero_budget_makes_no_attempt() {
+        let err = wait(&cfg(closed_port(), 5, Duration::ZERO), &mut io::sink()).unwrap_err();
+        assert_eq!((err.attempts, err.last), (0, None));
+    }
+}
