@@ -170,6 +170,11 @@ pub struct ServeArgs {
     #[arg(long, env = "GKE_WI_INJECTOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
 
+    /// After SIGTERM, keep accepting (with /readyz failing) this long before closing the listener,
+    /// so that the API server stops sending reviews here first. Not applied to SIGINT.
+    #[arg(long, env = "GKE_WI_INJECTOR_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
     /// Longest time in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "GKE_WI_INJECTOR_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,

@@ -17,6 +17,17 @@ pub mod raw_object;
 pub mod wait;
 pub mod warnings;
 
+pub mod admin;
+pub mod certs;
+pub mod metrics;
+pub mod namespaces;
+pub mod namespaces_kube;
+pub mod reload;
+pub mod serve;
+pub mod server;
+pub mod telemetry;
+pub mod tls;
+
 /// What the wait program (and the curl command of `--wait-mode=curl`) prints when it gives up,
 /// word for word from GKE's troubleshooting guide.
 pub const WAIT_FAILURE_MESSAGE: &str = "Retry limit exceeded. Failed to wait for metadata server to be available. Check if the gke-metadata-server Pod in the kube-system namespace is healthy.";

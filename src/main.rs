@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Parser;
 use gke_wi_injector::cli::{Cli, Command};
 
@@ -9,12 +10,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inject(args) => gke_wi_injector::inject::run(args),
+        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|runtime| runtime.block_on(gke_wi_injector::serve::run(args))),
+        Command::Certs(args) => gke_wi_injector::certs::run(&args),
         Command::Wait(args) => {
             // The wait program has its own exit codes (0 ready, 1 gave up).
             let code = gke_wi_injector::wait::run(&args);
             return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
-        Command::Serve(_) | Command::Certs(_) => Err(anyhow::anyhow!("not wired yet")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,329 @@
+//! Prometheus metrics of the server (SPEC §6), served as text on the admin listener's `/metrics`.
+//! Every label has a small, fixed set of values.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::policy::{Feature, Features};
+
+/// Latency buckets, 100 µs to 5 s: a cached-namespace review takes well under a millisecond, a
+/// cache miss adds one GET, and the API server gives up at `timeoutSeconds` (at most 30 s).
+pub const LATENCY_BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `mutated`, `unchanged`, `skipped`, `ignored`, `error`, `denied`, or for requests that are
+    /// not answered with a review: `bad_request`, `unsupported_media_type`, `payload_too_large`,
+    /// `request_timeout`.
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabel {
+    /// `metadata-wait`, `metadata-host`, `istio`.
+    pub feature: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    /// `tls` (the --tls-cert/--tls-key pair) or `namespaces` (the --namespaces file).
+    pub source: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupLabel {
+    /// `cache` (answered from the watch cache or file), `get` (cache miss, answered by one GET),
+    /// `unknown` (not found, or the GET failed).
+    pub result: &'static str,
+}
+
+/// All metrics, registered once; cheap to share behind an `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<OutcomeLabel, Counter>,
+    features: Family<FeatureLabel, Counter>,
+    latency: Histogram,
+    lookups: Family<LookupLabel, Counter>,
+    namespaces_cached: Gauge,
+    namespaces_synced: Gauge,
+    cert_not_after: Gauge,
+    reload_failures: Family<SourceLabel, Counter>,
+    /// Serializes scrapes: gauges are refreshed just before encoding.
+    scrape: Mutex<()>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("gke_wi_injector");
+        let requests = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "admission_requests",
+            "Admission requests by outcome",
+            requests.clone(),
+        );
+        let features = Family::<FeatureLabel, Counter>::default();
+        registry.register(
+            "admission_features",
+            "Admitted Pods by feature that applies to them (added now or already present)",
+            features.clone(),
+        );
+        let latency = Histogram::new(LATENCY_BUCKETS);
+        registry.register(
+            "admission_duration_seconds",
+            "Time from request received to response ready",
+            latency.clone(),
+        );
+        let lookups = Family::<LookupLabel, Counter>::default();
+        registry.register(
+            "namespace_lookups",
+            "Namespace label lookups by result",
+            lookups.clone(),
+        );
+        let namespaces_cached = Gauge::default();
+        registry.register(
+            "namespace_cache_size",
+            "Namespaces in the label cache",
+            namespaces_cached.clone(),
+        );
+        let namespaces_synced = Gauge::default();
+        registry.register(
+            "namespace_cache_synced",
+            "1 once the namespace cache has its first complete list",
+            namespaces_synced.clone(),
+        );
+        let cert_not_after = Gauge::default();
+        registry.register(
+            "tls_certificate_not_after_timestamp_seconds",
+            "Expiry (Unix time) of the serving certificate in use",
+            cert_not_after.clone(),
+        );
+        let reload_failures = Family::<SourceLabel, Counter>::default();
+        registry.register(
+            "reload_failures",
+            "Changed files that were refused; the previous contents stay in use",
+            reload_failures.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            features,
+            latency,
+            lookups,
+            namespaces_cached,
+            namespaces_synced,
+            cert_not_after,
+            reload_failures,
+            scrape: Mutex::new(()),
+        }
+    }
+
+    /// Counts one answered request and the features that apply to its Pod.
+    pub fn request(&self, outcome: &'static str, features: Features) {
+        self.requests.get_or_create(&OutcomeLabel { outcome }).inc();
+        for feature in features.iter() {
+            self.features
+                .get_or_create(&FeatureLabel {
+                    feature: Feature::name(feature),
+                })
+                .inc();
+        }
+    }
+
+    /// Starts the latency timer of one request; it observes when dropped, on every return path.
+    pub fn timer(&self) -> LatencyTimer<'_> {
+        LatencyTimer {
+            histogram: &self.latency,
+            start: Instant::now(),
+        }
+    }
+
+    pub fn lookup(&self, result: &'static str) {
+        self.lookups.get_or_create(&LookupLabel { result }).inc();
+    }
+
+    pub fn set_cert_not_after(&self, unix_seconds: i64) {
+        self.cert_not_after.set(unix_seconds);
+    }
+
+    pub fn reload_failed(&self, source: &'static str) {
+        self.reload_failures
+            .get_or_create(&SourceLabel { source })
+            .inc();
+    }
+
+    /// Reload failures so far for `source` (tests and logs).
+    pub fn reload_failures(&self, source: &'static str) -> u64 {
+        self.reload_failures
+            .get_or_create(&SourceLabel { source })
+            .get()
+    }
+
+    /// Prometheus text exposition, with the namespace gauges refreshed first.
+    pub fn encode(&self, namespaces_cached: usize, namespaces_synced: bool) -> String {
+        let _guard = self
+            .scrape
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.namespaces_cached
+            .set(i64::try_from(namespaces_cached).unwrap_or(i64::MAX));
+        self.namespaces_synced.set(i64::from(namespaces_synced));
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Observes the elapsed time into the latency histogram when dropped.
+pub struct LatencyTimer<'a> {
+    histogram: &'a Histogram,
+    start: Instant,
+}
+
+impl LatencyTimer<'_> {
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.start.elapsed()
+    }
+}
+
+impl Drop for LatencyTimer<'_> {
+    fn drop(&mut self) {
+        self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> &'a str {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+    }
+
+    #[test]
+    fn requests_are_counted_by_outcome_and_feature() {
+        let m = Metrics::new();
+        m.request(
+            "mutated",
+            Features {
+                wait: true,
+                host: true,
+                istio: false,
+            },
+        );
+        m.request(
+            "mutated",
+            Features {
+                wait: false,
+                host: true,
+                istio: false,
+            },
+        );
+        m.request("skipped", Features::default());
+        let text = m.encode(3, true);
+        assert_eq!(
+            line(
+                &text,
+                "gke_wi_injector_admission_requests_total{outcome=\"mutated\"}"
+            ),
+            "gke_wi_injector_admission_requests_total{outcome=\"mutated\"} 2"
+        );
+        assert_eq!(
+            line(
+                &text,
+                "gke_wi_injector_admission_requests_total{outcome=\"skipped\"}"
+            ),
+            "gke_wi_injector_admission_requests_total{outcome=\"skipped\"} 1"
+        );
+        assert_eq!(
+            line(
+                &text,
+                "gke_wi_injector_admission_features_total{feature=\"metadata-host\"}"
+            ),
+            "gke_wi_injector_admission_features_total{feature=\"metadata-host\"} 2"
+        );
+        assert_eq!(
+            line(
+                &text,
+                "gke_wi_injector_admission_features_total{feature=\"metadata-wait\"}"
+            ),
+            "gke_wi_injector_admission_features_total{feature=\"metadata-wait\"} 1"
+        );
+        assert!(!text.contains("feature=\"istio\""), "{text}");
+        assert_eq!(
+            line(&text, "gke_wi_injector_namespace_cache_size "),
+            "gke_wi_injector_namespace_cache_size 3"
+        );
+        assert_eq!(
+            line(&text, "gke_wi_injector_namespace_cache_synced "),
+            "gke_wi_injector_namespace_cache_synced 1"
+        );
+    }
+
+    #[test]
+    fn latency_buckets_run_from_100us_to_5s_and_the_timer_observes_on_drop() {
+        let m = Metrics::new();
+        drop(m.timer());
+        let text = m.encode(0, false);
+        assert!(
+            text.contains("gke_wi_injector_admission_duration_seconds_bucket{le=\"0.0001\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gke_wi_injector_admission_duration_seconds_bucket{le=\"5.0\"}"),
+            "{text}"
+        );
+        assert_eq!(
+            line(&text, "gke_wi_injector_admission_duration_seconds_count "),
+            "gke_wi_injector_admission_duration_seconds_count 1"
+        );
+    }
+
+    #[test]
+    fn certificate_expiry_and_reload_failures() {
+        let m = Metrics::new();
+        m.set_cert_not_after(1_900_000_000);
+        m.reload_failed("tls");
+        m.reload_failed("tls");
+        let text = m.encode(0, false);
+        assert_eq!(
+            line(
+                &text,
+                "gke_wi_injector_tls_certificate_not_after_timestamp_seconds "
+            ),
+            "gke_wi_injector_tls_certificate_not_after_timestamp_seconds 1900000000"
+        );
+        assert_eq!(
+            line(
+                &text,
+                "gke_wi_injector_reload_failures_total{source=\"tls\"}"
+            ),
+            "gke_wi_injector_reload_failures_total{source=\"tls\"} 2"
+        );
+        assert_eq!(m.reload_failures("tls"), 2);
+        assert_eq!(m.reload_failures("namespaces"), 0);
+    }
+}

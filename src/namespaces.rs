@@ -1,0 +1,338 @@
+//! Where namespace labels come from (SPEC §6): a metadata-only watch of Namespaces in a cluster
+//! (`namespaces_kube`), or `--namespaces FILE` outside one. Both answer from memory; only a
+//! namespace the watch cache does not have yet costs one GET.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use futures::future::BoxFuture;
+use serde::Deserialize as _;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::policy::Labels;
+use crate::reload;
+
+/// Label of the file source in `reload_failures_total`.
+pub const RELOAD_SOURCE: &str = "namespaces";
+
+/// The answer of a fallback lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    Found(Arc<Labels>),
+    /// Not found, or the lookup failed; the reason goes into the Pod's admission warning.
+    Unknown(String),
+}
+
+/// A source of namespace labels.
+pub trait NamespaceSource: Send + Sync + std::fmt::Debug {
+    /// Labels from memory, without I/O; `None` for a namespace not (yet) known.
+    fn cached(&self, namespace: &str) -> Option<Arc<Labels>>;
+    /// One lookup for a namespace `cached` did not know.
+    fn fetch<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Fetched>;
+    /// Whether the cache holds a complete list (readiness).
+    fn synced(&self) -> bool;
+    /// Namespaces in memory.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How one lookup was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Cached(Arc<Labels>),
+    Fetched(Arc<Labels>),
+    Unknown(String),
+}
+
+impl Lookup {
+    /// `cache`, `get` or `unknown`, for `namespace_lookups_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Lookup::Cached(_) => "cache",
+            Lookup::Fetched(_) => "get",
+            Lookup::Unknown(_) => "unknown",
+        }
+    }
+}
+
+/// The labels of `namespace`: from memory, else one fallback lookup.
+pub async fn lookup(source: &dyn NamespaceSource, namespace: &str) -> Lookup {
+    if let Some(labels) = source.cached(namespace) {
+        return Lookup::Cached(labels);
+    }
+    match source.fetch(namespace).await {
+        Fetched::Found(labels) => Lookup::Fetched(labels),
+        Fetched::Unknown(reason) => Lookup::Unknown(reason),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NamespacesFileError {
+    #[error("cannot read {}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{}: document {index}: {problem}", path.display())]
+    Document {
+        path: PathBuf,
+        index: usize,
+        problem: String,
+    },
+}
+
+/// Namespaces and their labels, parsed from YAML or JSON: `Namespace` objects in one or more
+/// documents, or a `List`/`NamespaceList` of them. Errors name the file, the document (from 1)
+/// and the field.
+pub fn parse_namespaces(
+    text: &str,
+    path: &Path,
+) -> Result<HashMap<String, Arc<Labels>>, NamespacesFileError> {
+    let mut out = HashMap::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let index = i + 1;
+        let bad = |problem: String| NamespacesFileError::Document {
+            path: path.to_path_buf(),
+            index,
+            problem,
+        };
+        let value = Value::deserialize(doc).map_err(|e| bad(format!("not YAML or JSON: {e}")))?;
+        match value {
+            Value::Null => continue,
+            Value::Object(_) => {}
+            _ => return Err(bad("expected a Namespace or a List of Namespaces".into())),
+        }
+        let kind = value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match kind {
+            "Namespace" => add_namespace(&value, "", &mut out).map_err(bad)?,
+            "List" | "NamespaceList" => {
+                let items = value
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| bad("items: expected a list".into()))?;
+                for (j, item) in items.iter().enumerate() {
+                    let at = format!("items[{j}].");
+                    let item_kind = item.get("kind").and_then(Value::as_str);
+                    // kubectl prints the items of a NamespaceList without kind.
+                    let is_namespace = item_kind == Some("Namespace")
+                        || (item_kind.is_none() && kind == "NamespaceList");
+                    if !is_namespace {
+                        let found =
+                            item_kind.map_or_else(|| "no kind".to_string(), |k| format!("{k:?}"));
+                        return Err(bad(format!("{at}kind: expected Namespace, found {found}")));
+                    }
+                    add_namespace(item, &at, &mut out).map_err(bad)?;
+                }
+            }
+            other => {
+                return Err(bad(format!(
+                    "kind: expected Namespace or List, found {other:?}"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn add_namespace(
+    ns: &Value,
+    at: &str,
+    out: &mut HashMap<String, Arc<Labels>>,
+) -> Result<(), String> {
+    let name = ns
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| format!("{at}metadata.name: missing"))?;
+    let mut labels = Labels::new();
+    match ns.pointer("/metadata/labels") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (k, v) in map {
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| format!("{at}metadata.labels[{k}]: expected a string"))?;
+                labels.insert(k.clone(), v.to_string());
+            }
+        }
+        Some(_) => return Err(format!("{at}metadata.labels: expected a map")),
+    }
+    if out.insert(name.to_string(), Arc::new(labels)).is_some() {
+        return Err(format!("{at}metadata.name: {name:?} appears twice"));
+    }
+    Ok(())
+}
+
+/// `--namespaces FILE`: always synced; re-read when the file changes.
+#[derive(Debug)]
+pub struct FileNamespaces {
+    path: PathBuf,
+    namespaces: ArcSwap<HashMap<String, Arc<Labels>>>,
+}
+
+impl FileNamespaces {
+    /// Reads and parses the file; returns the source and the contents read (for the reloader).
+    pub fn load(path: &Path) -> Result<(Arc<FileNamespaces>, Vec<u8>), NamespacesFileError> {
+        let bytes = std::fs::read(path).map_err(|error| NamespacesFileError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let map = parse_namespaces(&String::from_utf8_lossy(&bytes), path)?;
+        let source = FileNamespaces {
+            path: path.to_path_buf(),
+            namespaces: ArcSwap::from_pointee(map),
+        };
+        Ok((Arc::new(source), bytes))
+    }
+
+    /// Re-reads the file every `interval` until `stop`; a bad new file keeps the old namespaces.
+    pub fn spawn_reloader(
+        self: &Arc<Self>,
+        initial: Vec<u8>,
+        interval: Duration,
+        metrics: Arc<Metrics>,
+        stop: watch::Receiver<bool>,
+    ) {
+        let this = self.clone();
+        let paths = vec![self.path.clone()];
+        tokio::spawn(reload::poll(
+            RELOAD_SOURCE,
+            paths,
+            vec![initial],
+            interval,
+            metrics,
+            stop,
+            move |c| {
+                let map = parse_namespaces(&String::from_utf8_lossy(&c[0]), &this.path)
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(file = %this.path.display(), namespaces = map.len(), "reloaded the namespaces file");
+                this.namespaces.store(Arc::new(map));
+                Ok(())
+            },
+        ));
+    }
+}
+
+impl NamespaceSource for FileNamespaces {
+    fn cached(&self, namespace: &str) -> Option<Arc<Labels>> {
+        self.namespaces.load().get(namespace).cloned()
+    }
+
+    fn fetch<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Fetched> {
+        let reason = format!("namespace {namespace:?} is not in {}", self.path.display());
+        Box::pin(std::future::ready(Fetched::Unknown(reason)))
+    }
+
+    fn synced(&self) -> bool {
+        true
+    }
+
+    fn len(&self) -> usize {
+        self.namespaces.load().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn parse(text: &str) -> Result<HashMap<String, Arc<Labels>>, String> {
+        parse_namespaces(text, Path::new("ns.yaml")).map_err(|e| e.to_string())
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Arc<Labels> {
+        Arc::new(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn multi_document_yaml() {
+        let got = parse(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  labels:\n    x: \"1\"\n---\n---\nkind: Namespace\nmetadata: {name: b}\n",
+        )
+        .unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got["a"], labels(&[("x", "1")]));
+        assert_eq!(got["b"], labels(&[]));
+    }
+
+    #[test]
+    fn a_json_list() {
+        let got = parse(r#"{"apiVersion":"v1","kind":"List","items":[{"kind":"Namespace","metadata":{"name":"a","labels":{"k":"v"}}}]}"#).unwrap();
+        assert_eq!(got["a"], labels(&[("k", "v")]));
+    }
+
+    #[test]
+    fn a_namespace_list_as_kubectl_prints_it() {
+        let got = parse("kind: NamespaceList\nitems:\n- metadata: {name: a}\n").unwrap();
+        assert_eq!(got["a"], labels(&[]));
+    }
+
+    #[rstest]
+    #[case::other_kind(
+        "kind: Pod\nmetadata: {name: a}",
+        "ns.yaml: document 1: kind: expected Namespace or List, found \"Pod\""
+    )]
+    #[case::no_name(
+        "kind: Namespace\nmetadata: {}",
+        "ns.yaml: document 1: metadata.name: missing"
+    )]
+    #[case::number_label(
+        "kind: Namespace\nmetadata: {name: a, labels: {x: 1}}",
+        "ns.yaml: document 1: metadata.labels[x]: expected a string"
+    )]
+    #[case::duplicate(
+        "kind: Namespace\nmetadata: {name: a}\n---\nkind: Namespace\nmetadata: {name: a}",
+        "ns.yaml: document 2: metadata.name: \"a\" appears twice"
+    )]
+    #[case::item_kind(
+        "kind: List\nitems: [{kind: Pod, metadata: {name: a}}]",
+        "ns.yaml: document 1: items[0].kind: expected Namespace, found \"Pod\""
+    )]
+    #[case::scalar(
+        "just text",
+        "ns.yaml: document 1: expected a Namespace or a List of Namespaces"
+    )]
+    fn bad_files_name_file_document_and_field(#[case] text: &str, #[case] want: &str) {
+        assert_eq!(parse(text).unwrap_err(), want);
+    }
+
+    #[tokio::test]
+    async fn the_file_source_answers_from_memory_and_names_the_file_for_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ns.yaml");
+        std::fs::write(
+            &path,
+            "kind: Namespace\nmetadata: {name: team, labels: {a: b}}\n",
+        )
+        .unwrap();
+        let (source, _) = FileNamespaces::load(&path).unwrap();
+        assert!(source.synced());
+        assert_eq!(source.len(), 1);
+        assert_eq!(
+            lookup(source.as_ref(), "team").await,
+            Lookup::Cached(labels(&[("a", "b")]))
+        );
+        let missing = lookup(source.as_ref(), "other").await;
+        assert_eq!(
+            missing,
+            Lookup::Unknown(format!("namespace \"other\" is not in {}", path.display()))
+        );
+        assert_eq!(missing.metric_label(), "unknown");
+    }
+}

@@ -1,0 +1,158 @@
+//! Re-reading files when their contents change: the TLS pair and the `--namespaces` file.
+//!
+//! Kubernetes Secret and ConfigMap volumes (and cert-manager) replace files by swapping a
+//! symlink, which inotify on the file path does not see; polling the contents does. A changed
+//! set of files that does not load is retried on the next poll and reported (error log and
+//! `reload_failures_total`) once it has stayed the same for a whole poll, so that a writer that
+//! replaces the certificate and the key one after the other is not reported as a failure. The
+//! previous contents stay in use until a changed set loads.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+
+/// The contents of every watched file, or why one could not be read.
+type Snapshot = Result<Vec<Vec<u8>>, String>;
+
+/// Reads every file; the error names the file.
+pub async fn read_all(paths: &[PathBuf]) -> Snapshot {
+    let mut contents = Vec::with_capacity(paths.len());
+    for path in paths {
+        match tokio::fs::read(path).await {
+            Ok(bytes) => contents.push(bytes),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+    Ok(contents)
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub async fn until_stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// Polls `paths` every `interval` until `stop` turns true, calling `apply` with the new
+/// contents whenever they differ from `current` (the contents in use).
+pub async fn poll<F>(
+    source: &'static str,
+    paths: Vec<PathBuf>,
+    mut current: Vec<Vec<u8>>,
+    interval: Duration,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+    mut apply: F,
+) where
+    F: FnMut(&[Vec<u8>]) -> Result<(), String> + Send,
+{
+    let mut suspect: Option<Snapshot> = None;
+    let mut reported: Option<Snapshot> = None;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = until_stopped(&mut stop) => return,
+        }
+        let snapshot = read_all(&paths).await;
+        if snapshot.as_ref().is_ok_and(|c| *c == current) {
+            suspect = None;
+            reported = None;
+            continue;
+        }
+        if reported.as_ref() == Some(&snapshot) {
+            continue;
+        }
+        match snapshot
+            .as_ref()
+            .map_err(String::clone)
+            .and_then(|c| apply(c))
+        {
+            Ok(()) => {
+                tracing::info!(source, "reloaded changed files");
+                if let Ok(contents) = snapshot {
+                    current = contents;
+                }
+                suspect = None;
+                reported = None;
+            }
+            Err(error) => {
+                if suspect.as_ref() == Some(&snapshot) {
+                    tracing::error!(source, %error, "refused changed files; the previous ones stay in use");
+                    metrics.reload_failed(source);
+                    reported = Some(snapshot);
+                    suspect = None;
+                } else {
+                    tracing::debug!(source, %error, "changed files do not load yet; retrying on the next poll");
+                    suspect = Some(snapshot);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[tokio::test]
+    async fn good_changes_apply_and_bad_ones_are_reported_once_when_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "good-1").unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let applied = Arc::new(Mutex::new(Vec::<String>::new()));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(poll(
+            "namespaces",
+            vec![path.clone()],
+            vec![b"good-1".to_vec()],
+            Duration::from_millis(20),
+            metrics.clone(),
+            stop_rx,
+            {
+                let applied = applied.clone();
+                move |c: &[Vec<u8>]| {
+                    let s = String::from_utf8_lossy(&c[0]).into_owned();
+                    if s.starts_with("bad") {
+                        return Err("bad".into());
+                    }
+                    applied.lock().unwrap().push(s);
+                    Ok(())
+                }
+            },
+        ));
+        async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !done() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "timed out waiting for {what}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let failures = || metrics.reload_failures("namespaces");
+        let applied_now = || applied.lock().unwrap().clone();
+
+        std::fs::write(&path, "good-2").unwrap();
+        eventually("good-2", || applied_now() == ["good-2"]).await;
+        std::fs::write(&path, "bad-1").unwrap();
+        eventually("a reported failure", || failures() == 1).await;
+        tokio::time::sleep(Duration::from_millis(200)).await; // ten more polls
+        assert_eq!(failures(), 1, "reported once, however many polls");
+        std::fs::remove_file(&path).unwrap();
+        eventually("a missing file reported", || failures() == 2).await;
+        std::fs::write(&path, "good-3").unwrap();
+        eventually("good-3", || applied_now() == ["good-2", "good-3"]).await;
+        assert_eq!(failures(), 2);
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*applied.lock().unwrap(), ["good-2", "good-3"]);
+    }
+}

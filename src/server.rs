@@ -1,0 +1,294 @@
+//! The admission endpoint (SPEC §5): `POST /mutate`, a thin HTTP adapter over
+//! [`crate::admission`]. It checks the transport (method, path, content type, size), looks up the
+//! namespace's labels, and sends back what `admission::review` decided.
+//!
+//! Status codes: 200 with an AdmissionReview for every readable review; 400 for a body that is
+//! not an `admission.k8s.io/v1` AdmissionReview request; 404, 405, 413, 415 for the transport.
+//! Errors carry a `metav1.Status` JSON body, which the API server quotes in its own error. Never a
+//! `Retry-After`: the API server would retry a webhook call it should fail fast.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures::StreamExt as _;
+use tracing::field::Empty;
+
+use crate::admission::{self, NamespaceLabels, OnError, OutcomeKind};
+use crate::metrics::Metrics;
+use crate::namespaces::{self, Lookup, NamespaceSource};
+use crate::policy::Config;
+
+/// Largest accepted body: an UPDATE review carries two objects of up to 3 MiB each (SPEC §5).
+pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
+
+/// Longest a request body may take to arrive: the API server gives up on a webhook after at most
+/// 30 s, so a body still trickling in after that only holds a connection open.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the endpoint needs; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub on_error: OnError,
+    pub namespaces: Arc<dyn NamespaceSource>,
+    pub metrics: Arc<Metrics>,
+    /// [`BODY_TIMEOUT`] in production.
+    pub body_timeout: Duration,
+}
+
+/// `POST /mutate` (any query string); everything else is 404 or 405.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate).fallback(method_not_allowed))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// A `metav1.Status` failure, as the API server expects a failed webhook call to explain itself.
+fn status(code: StatusCode, reason: &str, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({
+        "apiVersion": "v1", "kind": "Status", "metadata": {},
+        "status": "Failure", "message": message.into(), "reason": reason, "code": code.as_u16(),
+    });
+    (
+        code,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "not found; the admission endpoint is POST /mutate",
+    )
+}
+
+async fn method_not_allowed(method: Method) -> Response {
+    let mut response = status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!("method {method} not allowed; the admission endpoint is POST /mutate"),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
+/// `application/json`, with or without parameters such as `charset`.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+#[tracing::instrument(
+    name = "admission",
+    skip_all,
+    fields(uid = Empty, namespace = Empty, pod = Empty, generate_name = Empty, operation = Empty,
+           dry_run = Empty, lookup = Empty, outcome = Empty, reason = Empty, features = Empty, patch_ops = Empty,
+           patch_bytes = Empty, duration_us = Empty)
+)]
+async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let span = tracing::Span::current();
+    let timer = state.metrics.timer();
+    let fail = |code: StatusCode, outcome: &'static str, reason: &str, message: String| {
+        state.metrics.request(outcome, Default::default());
+        span.record("outcome", outcome);
+        span.record("duration_us", timer.elapsed().as_micros() as u64);
+        tracing::warn!(status = code.as_u16(), %message, "admission request refused");
+        status(code, reason, message)
+    };
+
+    if !is_json(&headers) {
+        let got = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none");
+        let message = format!("Content-Type must be application/json, got {got}");
+        return fail(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "UnsupportedMediaType",
+            message,
+        );
+    }
+    let too_large = || format!("body larger than {MAX_BODY_BYTES} bytes");
+    if declared_length(&headers).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return fail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "RequestEntityTooLarge",
+            too_large(),
+        );
+    }
+    let read = tokio::time::timeout(state.body_timeout, read_limited(body, MAX_BODY_BYTES));
+    let Ok(read) = read.await else {
+        let message = format!(
+            "body not received within {} s",
+            state.body_timeout.as_secs_f64()
+        );
+        return fail(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "Timeout",
+            message,
+        );
+    };
+    let bytes = match read {
+        Ok(bytes) => bytes,
+        Err(None) => {
+            return fail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "RequestEntityTooLarge",
+                too_large(),
+            );
+        }
+        Err(Some(e)) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "BadRequest",
+                format!("reading the body: {e}"),
+            );
+        }
+    };
+    let request = match admission::parse_review(&bytes) {
+        Ok(request) => request,
+        Err(e) => {
+            span.record("reason", e.reason());
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "BadRequest",
+                e.to_string(),
+            );
+        }
+    };
+
+    span.record("uid", request.uid.as_str());
+    if let Ok(serde_json::Value::String(operation)) = serde_json::to_value(&request.operation) {
+        span.record("operation", operation.as_str());
+    }
+    span.record("dry_run", request.dry_run);
+    record_name(
+        &span,
+        &request.name,
+        request.object.as_ref().map(|o| o.json()),
+    );
+    let lookup = match admission::namespace_to_look_up(&request).map(str::to_owned) {
+        Some(ns) => {
+            span.record("namespace", ns.as_str());
+            let lookup = namespaces::lookup(state.namespaces.as_ref(), &ns).await;
+            state.metrics.lookup(lookup.metric_label());
+            span.record("lookup", lookup.metric_label());
+            Some(lookup)
+        }
+        None => None,
+    };
+    let labels = match &lookup {
+        Some(Lookup::Cached(labels) | Lookup::Fetched(labels)) => NamespaceLabels::Known(labels),
+        Some(Lookup::Unknown(reason)) => NamespaceLabels::Unknown {
+            reason: reason.clone(),
+        },
+        // Not a Pod CREATE: answered unchanged, the labels are not read.
+        None => NamespaceLabels::Unknown {
+            reason: "not looked up".into(),
+        },
+    };
+
+    let outcome = admission::review(request, labels, &state.config, state.on_error);
+    state
+        .metrics
+        .request(outcome.result.label(), outcome.features);
+    span.record("outcome", outcome.result.label());
+    if let OutcomeKind::Error(reason) | OutcomeKind::Denied(reason) = outcome.result {
+        span.record("reason", reason);
+    }
+    span.record("features", outcome.features.record());
+    span.record("patch_ops", outcome.patch_ops);
+    span.record("patch_bytes", outcome.patch_bytes);
+    let body = admission::encode(&outcome.review);
+    span.record("duration_us", timer.elapsed().as_micros() as u64);
+    tracing::info!("admission review answered");
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The Pod's `metadata.name` and `metadata.generateName`, read from the raw object without
+/// building it (everything else is skipped over); nothing else of the Pod is ever logged.
+#[derive(serde::Deserialize)]
+struct Names<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<NameFields<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct NameFields<'a> {
+    #[serde(borrow, default)]
+    name: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default, rename = "generateName")]
+    generate_name: Option<std::borrow::Cow<'a, str>>,
+}
+
+fn record_name(span: &tracing::Span, request_name: &str, object: Option<&str>) {
+    let names = object
+        .and_then(|json| serde_json::from_str::<Names<'_>>(json).ok())
+        .and_then(|n| n.metadata);
+    let (name, generate_name) = names.map_or((None, None), |m| (m.name, m.generate_name));
+    let name = name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(request_name);
+    if !name.is_empty() {
+        span.record("pod", name);
+    }
+    if let Some(generate_name) = generate_name.as_deref() {
+        span.record("generate_name", generate_name);
+    }
+}
+
+/// The whole body, or `Err(None)` as soon as it passes `limit` bytes, or the transport error.
+async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, Option<axum::Error>> {
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(Some)?;
+        if buf.len() + chunk.len() > limit {
+            return Err(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
