@@ -186,6 +186,13 @@ impl OutcomeKind {
     }
 }
 
+/// The Pod's names, for logs: known when the Pod was read (its namespace opted in).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodNames {
+    pub name: Option<String>,
+    pub generate_name: Option<String>,
+}
+
 /// The answer to one request.
 #[derive(Debug)]
 pub struct Outcome {
@@ -195,6 +202,7 @@ pub struct Outcome {
     pub features: Features,
     pub patch_ops: usize,
     pub patch_bytes: usize,
+    pub names: PodNames,
 }
 
 /// Answers one admission request. The patch is computed against the request's object; it is
@@ -268,13 +276,20 @@ pub fn review(req: Request, ns: NamespaceLabels<'_>, cfg: &Config, on_error: OnE
     if !features.is_empty() {
         response.audit_annotations = HashMap::from([("injected".to_string(), features.record())]);
     }
-    finish(
+    let text = |ptr: &str| pod.pointer(ptr).and_then(Value::as_str).map(str::to_owned);
+    let names = PodNames {
+        name: text("/metadata/name"),
+        generate_name: text("/metadata/generateName"),
+    };
+    let mut outcome = finish(
         response,
         result,
         features,
         plan.ops,
         plan.warnings.into_vec(),
-    )
+    );
+    outcome.names = names;
+    outcome
 }
 
 fn cannot_decide(
@@ -333,6 +348,7 @@ fn finish(
                     features,
                     patch_ops: 0,
                     patch_bytes: 0,
+                    names: PodNames::default(),
                 };
             }
         }
@@ -343,6 +359,7 @@ fn finish(
         features,
         patch_ops,
         patch_bytes,
+        names: PodNames::default(),
     }
 }
 

@@ -405,15 +405,18 @@ async fn serve_with_the_dev_certificate_answers_and_exits_0_on_sigterm() {
         .filter(|l| l["message"] == "admission review answered")
         .collect();
     assert_eq!(answered.len(), 3, "{logs}");
-    let span = &answered[0]["span"];
+    // The span identifies the request; the event carries the result.
+    let (span, event) = (&answered[0]["span"], &answered[0]);
+    assert_eq!(span["name"], "admission");
     assert_eq!(span["uid"], support::UID);
     assert_eq!(span["namespace"], "team-a");
-    assert_eq!(span["generate_name"], "web-7d9c5b-");
     assert_eq!(span["operation"], "CREATE");
-    assert_eq!(span["outcome"], "mutated");
-    assert_eq!(span["features"], "metadata-wait,metadata-host");
-    assert!(span["patch_bytes"].as_u64().unwrap() > 0);
-    assert!(span["duration_us"].as_u64().is_some());
+    assert_eq!(span["dry_run"], false);
+    assert_eq!(event["generate_name"], "web-7d9c5b-");
+    assert_eq!(event["outcome"], "mutated");
+    assert_eq!(event["features"], "metadata-wait,metadata-host");
+    assert!(event["patch_bytes"].as_u64().unwrap() > 0);
+    assert!(event["duration_us"].as_u64().is_some());
     for secret in ["8080", "nginx", "fluent-bit", "169.254.169.254"] {
         assert!(
             !logs.contains(secret),
