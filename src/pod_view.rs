@@ -7,6 +7,7 @@
 //! A field of an unexpected type is kept whole, so the engine reports it as it would on the
 //! full Pod.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserializer;
@@ -21,9 +22,13 @@ pub enum Keep {
     Fields(&'static [(&'static str, Keep)]),
     /// Every item of a list, each filtered.
     Items(&'static Keep),
+    /// A container's `env`: only the entries named `GCE_METADATA_HOST`, and entries without a
+    /// string name (so the engine still reports them). The engine appends with `/-` and never
+    /// addresses an entry by index, so the other entries need not be kept.
+    Env,
 }
 
-const CONTAINER: Keep = Keep::Fields(&[("name", Keep::All), ("env", Keep::All)]);
+const CONTAINER: Keep = Keep::Fields(&[("name", Keep::All), ("env", Keep::Env)]);
 
 /// What `policy::decide` and `mutate::plan` read of a Pod.
 pub const POD: Keep = Keep::Fields(&[
@@ -71,6 +76,138 @@ impl<'de> DeserializeSeed<'de> for Pruned {
     }
 }
 
+/// One `env` entry: `Some` when the engine needs it.
+struct EnvEntry;
+
+impl<'de> DeserializeSeed<'de> for EnvEntry {
+    type Value = Option<Value>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Value>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EnvEntry {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an env entry")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Value>, A::Error> {
+        let (mut name, mut value) = (None::<Value>, None::<Value>);
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "name" => name = Some(map.next_value::<BorrowedValue<'de>>()?.into_value()),
+                "value" => value = Some(map.next_value::<BorrowedValue<'de>>()?.into_value()),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let wanted = match &name {
+            Some(Value::String(n)) => n == crate::mutate::METADATA_HOST_ENV,
+            _ => true,
+        };
+        if !wanted {
+            return Ok(None);
+        }
+        let mut entry = Map::new();
+        if let Some(name) = name {
+            entry.insert("name".into(), name);
+        }
+        if let Some(value) = value {
+            entry.insert("value".into(), value);
+        }
+        Ok(Some(Value::Object(entry)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<Value>, A::Error> {
+        PrunedVisitor(&Keep::All).visit_seq(seq).map(Some)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Option<Value>, E> {
+        Ok(Some(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Option<Value>, E> {
+        Ok(Some(Value::Number(v.into())))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Option<Value>, E> {
+        Ok(Some(Value::Number(v.into())))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Option<Value>, E> {
+        Ok(Some(Number::from_f64(v).map_or(Value::Null, Value::Number)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Option<Value>, E> {
+        Ok(Some(Value::String(v.to_owned())))
+    }
+    fn visit_unit<E>(self) -> Result<Option<Value>, E> {
+        Ok(Some(Value::Null))
+    }
+}
+
+/// A string read without copying when it has no escapes; any other value read whole.
+enum BorrowedValue<'a> {
+    Str(Cow<'a, str>),
+    Other(Value),
+}
+
+impl BorrowedValue<'_> {
+    fn into_value(self) -> Value {
+        match self {
+            BorrowedValue::Str(s) => Value::String(s.into_owned()),
+            BorrowedValue::Other(v) => v,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BorrowedValue<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BorrowedValue<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(BorrowedValue::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedValue::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(BorrowedValue::Str(Cow::Owned(v)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                PrunedVisitor(&Keep::All)
+                    .visit_map(map)
+                    .map(BorrowedValue::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                PrunedVisitor(&Keep::All)
+                    .visit_seq(seq)
+                    .map(BorrowedValue::Other)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(BorrowedValue::Other(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(BorrowedValue::Other(Value::Number(v.into())))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(BorrowedValue::Other(Value::Number(v.into())))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(BorrowedValue::Other(
+                    Number::from_f64(v).map_or(Value::Null, Value::Number),
+                ))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(BorrowedValue::Other(Value::Null))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 struct PrunedVisitor(&'static Keep);
 
 impl<'de> Visitor<'de> for PrunedVisitor {
@@ -111,6 +248,11 @@ impl<'de> Visitor<'de> for PrunedVisitor {
             Keep::Items(item) => {
                 while let Some(v) = seq.next_element_seed(Pruned(item))? {
                     out.push(v);
+                }
+            }
+            Keep::Env => {
+                while let Some(entry) = seq.next_element_seed(EnvEntry)? {
+                    out.extend(entry);
                 }
             }
             // A list where an object was expected: kept whole.
@@ -160,7 +302,7 @@ mod tests {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "p", "annotations": {"a": "b"}, "managedFields": [{"x": 1}], "labels": {"l": "v"}},
             "spec": {
-                "containers": [{"name": "c", "image": "i", "env": [{"name": "E", "value": "v"}], "ports": [{"containerPort": 80}]}],
+                "containers": [{"name": "c", "image": "i", "env": [{"name": "E", "value": "v"}, {"name": "GCE_METADATA_HOST", "value": "x", "valueFrom": {}}, {"value": 1}], "ports": [{"containerPort": 80}]}],
                 "initContainers": [{"name": "i", "restartPolicy": "Always"}],
                 "hostNetwork": false, "nodeSelector": {"kubernetes.io/os": "linux"}, "volumes": [{"name": "v"}]
             },
@@ -173,7 +315,7 @@ mod tests {
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": "p", "annotations": {"a": "b"}},
                 "spec": {
-                    "containers": [{"name": "c", "env": [{"name": "E", "value": "v"}]}],
+                    "containers": [{"name": "c", "env": [{"name": "GCE_METADATA_HOST", "value": "x"}, {"value": 1}]}],
                     "initContainers": [{"name": "i"}],
                     "hostNetwork": false, "nodeSelector": {"kubernetes.io/os": "linux"}
                 }
