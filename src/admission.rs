@@ -11,10 +11,10 @@ pub use kube::core::DynamicObject;
 use kube::core::TypeMeta;
 pub use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 
-pub use crate::raw_object::RawObject;
+pub use crate::pod_view::PodView;
 
-/// An admission request whose object is kept as raw JSON.
-pub type Request = AdmissionRequest<RawObject>;
+/// An admission request whose object is read as a [`PodView`].
+pub type Request = AdmissionRequest<PodView>;
 
 use crate::mutate;
 use crate::policy::{self, Config, Decision, Features, Labels, Skip};
@@ -105,7 +105,7 @@ pub fn encode(review: &AdmissionReview<DynamicObject>) -> Vec<u8> {
 
 /// The AdmissionReview envelope. kube's `AdmissionReview` flattens its `TypeMeta`, which makes
 /// serde buffer the whole body (Pod included) before decoding it; this envelope has the same
-/// fields without `flatten`, so the request and the raw object inside it decode in one pass.
+/// fields without `flatten`, so the request and the Pod view inside it decode in one pass.
 #[derive(serde::Deserialize)]
 struct Envelope<'a> {
     #[serde(rename = "apiVersion", default, borrow)]
@@ -248,13 +248,12 @@ pub fn review(req: Request, ns: NamespaceLabels<'_>, cfg: &Config, on_error: OnE
         let msg = "request.object is missing; not injected".to_string();
         return cannot_decide(response, on_error, "no_object", msg);
     };
-    let pod = match crate::pod_view::parse(object.json()) {
-        Ok(pod @ Value::Object(_)) => pod,
-        _ => {
-            let msg = "request.object is not a JSON object; not injected".to_string();
-            return cannot_decide(response, on_error, "bad_pod", msg);
-        }
-    };
+    let pod = object.into_value();
+    if !pod.is_object() {
+        let msg = "request.object is not a JSON object; not injected".to_string();
+        return cannot_decide(response, on_error, "bad_pod", msg);
+    }
+
     let plan = match mutate::plan(cfg, &namespace, labels, &pod) {
         Ok(plan) => plan,
         Err(e) => {

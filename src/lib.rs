@@ -13,7 +13,6 @@ pub mod mutate;
 pub mod patch;
 pub mod pod_view;
 pub mod policy;
-pub mod raw_object;
 pub mod wait;
 pub mod warnings;
 

@@ -5,13 +5,16 @@
 //! [`POD`]; everything else is skipped without allocating. Lists of containers keep every entry
 //! (with only `name` and `env`), so indices, and therefore patch paths, are those of the request.
 //! A field of an unexpected type is kept whole, so the engine reports it as it would on the
-//! full Pod.
+//! full Pod. The admission request's object decodes straight into a [`PodView`], so the Pod is
+//! read once, while the request is decoded.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::Deserializer;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::{NamespaceResourceScope, Resource};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserializer, Serialize, Serializer};
 use serde_json::{Map, Number, Value};
 
 /// Which parts of a value to keep.
@@ -61,6 +64,64 @@ pub fn parse(json: &str) -> Result<Value, serde_json::Error> {
     let value = Pruned(&POD).deserialize(&mut de)?;
     de.end()?;
     Ok(value)
+}
+
+/// The admission request's object: the parts of the Pod the engine reads.
+#[derive(Debug, Clone)]
+pub struct PodView {
+    value: Value,
+    /// Always empty: `Resource` requires metadata; the engine reads it from the view.
+    empty_meta: ObjectMeta,
+}
+
+impl PodView {
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    pub fn into_value(self) -> Value {
+        self.value
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PodView {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = Pruned(&POD).deserialize(d)?;
+        Ok(PodView {
+            value,
+            empty_meta: ObjectMeta::default(),
+        })
+    }
+}
+
+impl Serialize for PodView {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(s)
+    }
+}
+
+impl Resource for PodView {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Pod".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "pods".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.empty_meta
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.empty_meta
+    }
 }
 
 /// Deserializes a value keeping only what `Keep` names.
