@@ -7,7 +7,6 @@
 //! under `cargo test` it checks 200 and asserts the cache holds every one.
 
 #[path = "../tests/e2e/support/control_plane.rs"]
-#[allow(dead_code)]
 mod control_plane;
 
 use std::io::{Read as _, Write as _};
