@@ -223,13 +223,13 @@ fn add_metadata_host(
                 .and_then(|env| env.iter().find(|e| e["name"] == METADATA_HOST_ENV));
             match existing {
                 None => patch::append(
-                    pod,
                     &[
                         Token::new("spec"),
                         Token::new(list),
                         Token::from(i),
                         Token::new("env"),
                     ],
+                    container.get("env"),
                     json!({"name": METADATA_HOST_ENV, "value": ours}),
                     ops,
                 ),
@@ -258,19 +258,17 @@ fn add_wait_container(
     windows: bool,
     ops: &mut Vec<PatchOperation>,
 ) {
-    let exists = pod["spec"]
-        .get("initContainers")
-        .and_then(Value::as_array)
-        .is_some_and(|list| {
-            list.iter()
-                .any(|c| c["name"] == cfg.wait_container_name.as_str())
-        });
+    let current = pod["spec"].get("initContainers");
+    let exists = current.and_then(Value::as_array).is_some_and(|list| {
+        list.iter()
+            .any(|c| c["name"] == cfg.wait_container_name.as_str())
+    });
     if exists {
         return;
     }
     patch::prepend(
-        pod,
         &[Token::new("spec"), Token::new("initContainers")],
+        current,
         wait_container(cfg, with_env, windows),
         ops,
     );

@@ -64,32 +64,43 @@ pub fn set_keys(
     }));
 }
 
-/// Appends `value` to the array at `array`; a missing or null array is created holding it.
-pub fn append(doc: &Value, array: &[Token<'_>], value: Value, ops: &mut Vec<PatchOperation>) {
-    insert(doc, array, "-", value, ops)
+/// Appends `value` to the array at `array` whose current value is `current`; a missing or null
+/// array is created holding `value`. The object holding the array must exist.
+pub fn append(
+    array: &[Token<'_>],
+    current: Option<&Value>,
+    value: Value,
+    ops: &mut Vec<PatchOperation>,
+) {
+    insert(array, current, "-", value, ops)
 }
 
-/// Inserts `value` as the first entry of the array at `array`, creating the array if missing.
-pub fn prepend(doc: &Value, array: &[Token<'_>], value: Value, ops: &mut Vec<PatchOperation>) {
-    insert(doc, array, "0", value, ops)
+/// Inserts `value` as the first entry of the array at `array` (current value `current`),
+/// creating the array if missing. The object holding the array must exist.
+pub fn prepend(
+    array: &[Token<'_>],
+    current: Option<&Value>,
+    value: Value,
+    ops: &mut Vec<PatchOperation>,
+) {
+    insert(array, current, "0", value, ops)
 }
 
 fn insert(
-    doc: &Value,
     array: &[Token<'_>],
+    current: Option<&Value>,
     position: &str,
     value: Value,
     ops: &mut Vec<PatchOperation>,
 ) {
-    let ptr = PointerBuf::from_tokens(array.iter().cloned());
-    if doc.pointer(ptr.as_str()).is_some_and(Value::is_array) {
-        let mut path = ptr;
+    let mut path = PointerBuf::from_tokens(array.iter().cloned());
+    let value = if current.is_some_and(Value::is_array) {
         path.push_back(position);
-        ops.push(PatchOperation::Add(AddOperation { path, value }));
-    } else if let Some((last, parent)) = array.split_last() {
-        let key = last.decoded().into_owned();
-        set_keys(doc, parent, vec![(key, Value::Array(vec![value]))], ops);
-    }
+        value
+    } else {
+        Value::Array(vec![value])
+    };
+    ops.push(PatchOperation::Add(AddOperation { path, value }));
 }
 
 fn child(parent: &[Token<'_>], key: &str) -> PointerBuf {
@@ -211,10 +222,10 @@ mod tests {
     fn append_to_existing_and_missing_arrays() {
         let doc = json!({"c": [{"env": [{"name": "A"}]}, {"name": "x"}, {"env": null}]});
         let mut ops = vec![];
-        for i in ["0", "1", "2"] {
+        for (i, c) in doc["c"].as_array().unwrap().iter().enumerate() {
             append(
-                &doc,
-                &[t("c"), Token::new(i), t("env")],
+                &[t("c"), Token::from(i), t("env")],
+                c.get("env"),
                 json!({"name": "B"}),
                 &mut ops,
             );
@@ -231,22 +242,23 @@ mod tests {
     fn prepend_inserts_first_or_creates() {
         let with = json!({"spec": {"initContainers": [{"name": "a"}]}});
         let mut ops = vec![];
+        let current = with["spec"].get("initContainers");
         prepend(
-            &with,
             &[t("spec"), t("initContainers")],
+            current,
             json!({"name": "w"}),
             &mut ops,
         );
         assert_eq!(
-            apply(with, &ops)["spec"]["initContainers"],
+            apply(with.clone(), &ops)["spec"]["initContainers"],
             json!([{"name": "w"}, {"name": "a"}])
         );
 
         let without = json!({"spec": {"containers": []}});
         let mut ops = vec![];
         prepend(
-            &without,
             &[t("spec"), t("initContainers")],
+            without["spec"].get("initContainers"),
             json!({"name": "w"}),
             &mut ops,
         );
