@@ -269,9 +269,14 @@ fn add_wait_container(
     patch::prepend(
         &[Token::new("spec"), Token::new("initContainers")],
         current,
-        wait_container(cfg, with_env, windows),
+        wait_container(cfg, with_env, windows, windows_os(pod)),
         ops,
     );
+}
+
+/// `spec.os.name: windows`: the API server then refuses Linux-only security context fields.
+fn windows_os(pod: &Value) -> bool {
+    pod.pointer("/spec/os/name").and_then(Value::as_str) == Some("windows")
 }
 
 /// The GKE guide's curl command, for `--wait-mode=curl`.
@@ -284,7 +289,10 @@ pub fn curl_command(host: &str) -> String {
     )
 }
 
-fn wait_container(cfg: &Config, with_env: bool, windows: bool) -> Value {
+/// The wait init container. `windows` picks the Windows image; `windows_os` (the Pod declares
+/// `spec.os.name: windows`) swaps the Linux security context, which the API server forbids on
+/// such Pods and Pod Security exempts them from, for a non-administrator Windows user.
+fn wait_container(cfg: &Config, with_env: bool, windows: bool, windows_os: bool) -> Value {
     let image = match (&cfg.wait_image_windows, windows) {
         (Some(win), true) => win.as_str(),
         _ => cfg.wait_image.as_str(),
@@ -303,14 +311,18 @@ fn wait_container(cfg: &Config, with_env: bool, windows: bool) -> Value {
         "requests": {"cpu": cfg.wait_cpu_request.as_str(), "memory": cfg.wait_memory_request.as_str()},
         "limits": {"memory": cfg.wait_memory_limit.as_str()},
     });
-    c["securityContext"] = json!({
+    c["securityContext"] = if windows_os {
+        json!({"runAsNonRoot": true, "windowsOptions": {"runAsUserName": "ContainerUser"}})
+    } else {
+        json!({
         "runAsNonRoot": true,
         "runAsUser": 65532,
         "allowPrivilegeEscalation": false,
         "readOnlyRootFilesystem": true,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
-    });
+        })
+    };
     c
 }
 

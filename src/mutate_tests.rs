@@ -169,6 +169,29 @@ fn curl_mode_runs_the_guides_command() {
 }
 
 #[test]
+fn windows_os_pod_gets_a_windows_security_context() {
+    let cfg = Config {
+        wait_image_windows: Some("wi:win".into()),
+        ..Config::default()
+    };
+    let input =
+        json!({"metadata": {}, "spec": {"os": {"name": "windows"}, "containers": [{"name": "a"}]}});
+    let (_, out) = run_with(&cfg, &ns(&[]), &input);
+    assert_eq!(
+        out["spec"]["initContainers"][0]["securityContext"],
+        json!({"runAsNonRoot": true, "windowsOptions": {"runAsUserName": "ContainerUser"}})
+    );
+    // A node selector alone leaves the API server's Linux rules (and Pod Security's) in force.
+    let input = json!({"metadata": {}, "spec": {"nodeSelector": {"kubernetes.io/os": "windows"}, "containers": [{"name": "a"}]}});
+    let (_, out) = run_with(&cfg, &ns(&[]), &input);
+    assert_eq!(out["spec"]["initContainers"][0]["image"], "wi:win");
+    assert_eq!(
+        out["spec"]["initContainers"][0]["securityContext"]["runAsUser"],
+        65532
+    );
+}
+
+#[test]
 fn windows_pod_uses_windows_image_when_given() {
     let cfg = Config {
         wait_image_windows: Some("wi:win".into()),
