@@ -79,6 +79,9 @@ async fn e2e_against_a_real_kube_apiserver() -> Result<()> {
     case!("case 3: per-feature labels, Pod annotations, Istio auto", {
         cases_basic::per_feature_labels_and_annotations(&env)
     });
+    case!("case 3b: admission warnings reach kubectl", {
+        cases_basic::warnings_reach_the_user(&env)
+    });
     case!(
         "case 4: server-side dry run shows the mutation, stores nothing",
         { cases_basic::server_dry_run(&env) }

@@ -10,6 +10,9 @@ use crate::{
     names, namespace, pod,
 };
 
+/// A label key and value.
+type Label<'a> = (&'a str, &'a str);
+
 const MUTATED: &str = "gke_wi_injector_admission_requests_total{outcome=\"mutated\"}";
 const EXCLUDE: &str = "traffic.sidecar.istio.io/excludeOutboundIPRanges";
 const PROXY: &str = "proxy.istio.io/config";
@@ -228,59 +231,33 @@ pub fn per_feature_labels_and_annotations(env: &Env) -> Result<()> {
     let host = format!("{P}/metadata-host");
     let istio = format!("{P}/istio");
     let on = (inject.as_str(), "enabled");
-    // (namespace, labels, wait, host, istio)
-    let table: [(&str, Vec<(&str, &str)>, bool, bool, bool); 6] = [
-        (
-            "e2e-c3-nowait",
-            vec![on, (&wait, "disabled"), (&istio, "enabled")],
-            false,
-            true,
-            true,
-        ),
-        (
-            "e2e-c3-nohost",
-            vec![on, (&host, "disabled")],
-            true,
-            false,
-            false,
-        ),
-        (
-            "e2e-c3-noistio",
-            vec![on, (&istio, "disabled"), ("istio-injection", "enabled")],
-            true,
-            true,
-            false,
-        ),
-        (
-            "e2e-c3-auto",
-            vec![on, ("istio-injection", "enabled")],
-            true,
-            true,
-            true,
-        ),
-        (
-            "e2e-c3-rev",
-            vec![on, ("istio.io/rev", "stable")],
-            true,
-            true,
-            true,
-        ),
-        (
-            "e2e-c3-auto-off",
-            vec![
-                on,
-                ("istio.io/rev", "stable"),
-                ("istio-injection", "disabled"),
-            ],
-            true,
-            true,
-            false,
-        ),
+    // (namespace, labels, [wait, host, istio] expected)
+    let nowait = [on, (wait.as_str(), "disabled"), (istio.as_str(), "enabled")];
+    let nohost = [on, (host.as_str(), "disabled")];
+    let noistio = [
+        on,
+        (istio.as_str(), "disabled"),
+        ("istio-injection", "enabled"),
     ];
-    for (ns, labels, w, h, i) in &table {
+    let auto = [on, ("istio-injection", "enabled")];
+    let rev = [on, ("istio.io/rev", "stable")];
+    let auto_off = [
+        on,
+        ("istio.io/rev", "stable"),
+        ("istio-injection", "disabled"),
+    ];
+    let table: [(&str, &[Label], [bool; 3]); 6] = [
+        ("e2e-c3-nowait", &nowait, [false, true, true]),
+        ("e2e-c3-nohost", &nohost, [true, false, false]),
+        ("e2e-c3-noistio", &noistio, [true, true, false]),
+        ("e2e-c3-auto", &auto, [true, true, true]),
+        ("e2e-c3-rev", &rev, [true, true, true]),
+        ("e2e-c3-auto-off", &auto_off, [true, true, false]),
+    ];
+    for (ns, labels, [w, h, i]) in table {
         namespace(cp, ns, labels)?;
         let stored = create_pod(cp, ns, &pod("c3"))?;
-        assert_features(&stored, *w, *h, *i).with_context(|| format!("namespace {ns}"))?;
+        assert_features(&stored, w, h, i).with_context(|| format!("namespace {ns}"))?;
     }
 
     // Pod annotations override the namespace feature by feature.
@@ -316,6 +293,66 @@ pub fn per_feature_labels_and_annotations(env: &Env) -> Result<()> {
     let want: serde_yaml::Value =
         serde_yaml::from_str("{concurrency: 2, holdApplicationUntilProxyStarts: true}")?;
     ensure!(cfg == want, "{PROXY}: {:?}", ann[PROXY]);
+    Ok(())
+}
+
+/// Creates `pod` in `ns`: (stored Pod, kubectl's stderr, where the API server's warnings go).
+fn create_warned(env: &Env, ns: &str, pod: &Value) -> Result<(Value, String)> {
+    let out = crate::harness::output(
+        &mut env
+            .cp
+            .kubectl(&["create", "-n", ns, "-f", "-", "-o", "json"]),
+        &pod.to_string(),
+    )?;
+    ensure!(out.status.success(), "create in {ns} failed: {out:?}");
+    Ok((
+        serde_json::from_slice(&out.stdout)?,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Admission warnings travel through the real API server to kubectl.
+pub fn warnings_reach_the_user(env: &Env) -> Result<()> {
+    let cp = &env.cp;
+    let wait = format!("{P}/metadata-wait");
+    namespace(
+        cp,
+        "e2e-c3-bogus",
+        &[(&format!("{P}/inject"), "enabled"), (&wait, "sometimes")],
+    )?;
+    let (stored, err) = create_warned(env, "e2e-c3-bogus", &pod("c3-bogus"))?;
+    assert_features(&stored, true, true, false).context("unknown label value")?;
+    let want = format!(
+        "Warning: namespace label {wait}=\"sometimes\" is not enabled/disabled; using the default"
+    );
+    ensure!(
+        err.contains(&want),
+        "want {want:?} in kubectl stderr: {err}"
+    );
+
+    let mut p = pod("c3-own-host");
+    p["spec"]["containers"][0]["env"] = json!([{"name": "GCE_METADATA_HOST", "value": "10.0.0.1"}]);
+    let (stored, err) = create_warned(env, "e2e-c3-auto", &p)?;
+    ensure!(
+        stored["spec"]["containers"][0]["env"] == p["spec"]["containers"][0]["env"],
+        "user's GCE_METADATA_HOST changed: {}",
+        stored["spec"]["containers"][0]["env"]
+    );
+    ensure!(
+        host_env(&stored["spec"]["initContainers"][0]) == [&json!(HOST)],
+        "wait container env"
+    );
+    let want = "Warning: spec.containers[app].env GCE_METADATA_HOST=\"10.0.0.1\" differs from 169.254.169.254; left as is";
+    ensure!(err.contains(want), "want {want:?} in kubectl stderr: {err}");
+
+    let mut p = pod("c3-host-network");
+    p["spec"]["hostNetwork"] = json!(true);
+    let (stored, err) = create_warned(env, "e2e-c3-auto", &p)?;
+    assert_features(&stored, false, false, false).context("hostNetwork Pod")?;
+    ensure!(
+        err.contains("Warning: spec.hostNetwork is true"),
+        "no hostNetwork warning in kubectl stderr: {err}"
+    );
     Ok(())
 }
 
