@@ -49,61 +49,66 @@ fn has_wait(pod: &Value) -> bool {
         .any(|n| n == "gke-metadata-wait")
 }
 
-pub fn fresh_namespace(env: &Env) -> Result<()> {
-    let cp = &env.cp;
-    let (get0, cache0, unknown0) = (
-        env.inj.sample(LOOKUP_GET)?,
+/// Namespace lookups so far: (from the cache, by GET, unknown).
+fn lookups(env: &Env) -> Result<[f64; 3]> {
+    Ok([
         env.inj.sample(LOOKUP_CACHE)?,
-        env.inj.sample(LOOKUP_UNKNOWN)?,
-    );
-    // Namespace and Pod in one `kubectl create` (a List): the Pod's review arrives
-    // milliseconds after the Namespace exists, racing the injector's watch.
-    for i in 0..3 {
-        let ns = format!("e2e-c11-fresh-{i}");
-        let list = json!({"apiVersion": "v1", "kind": "List", "items": [
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {
-                format!("{P}/inject"): "enabled",
-                format!("{P}/metadata-wait"): "disabled",
-                format!("{P}/istio"): "enabled"}}},
-            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "c11", "namespace": ns},
-             "spec": {"containers": [{"name": "app", "image": "app:1"}]}}
-        ]});
-        // kubectl prints one JSON document per created object.
-        let out = run_stdin(
-            cp.kubectl(&["create", "-f", "-", "-o", "json"]),
-            &list.to_string(),
-        )?;
-        let objs = serde_json::Deserializer::from_str(&out)
-            .into_iter::<Value>()
-            .collect::<Result<Vec<_>, _>>()?;
-        let stored = objs
-            .iter()
-            .find(|o| o["kind"] == "Pod")
-            .with_context(|| format!("no Pod in {out}"))?;
-        ensure!(
-            injected(stored) == Some("metadata-host,istio") && !has_wait(stored),
-            "{ns}: wrong mutation: {:?} init {:?}",
-            injected(stored),
-            names(stored, "initContainers")
-        );
-        ensure!(
-            host_env(&stored["spec"]["containers"][0]) == [&json!(HOST)],
-            "{ns}: env"
-        );
-    }
-    let (get1, cache1, unknown1) = (
         env.inj.sample(LOOKUP_GET)?,
-        env.inj.sample(LOOKUP_CACHE)?,
         env.inj.sample(LOOKUP_UNKNOWN)?,
-    );
-    eprintln!(
-        "e2e:   3 fresh namespaces: lookups from cache +{}, by GET +{}, unknown +{}",
-        cache1 - cache0,
-        get1 - get0,
-        unknown1 - unknown0
+    ])
+}
+
+/// Creates a labelled namespace and a Pod in it with one `kubectl create` (a List): the Pod's
+/// review arrives milliseconds after the Namespace exists, racing the injector's watch. Asserts
+/// the Pod got exactly what the namespace's labels ask for.
+fn namespace_and_pod_at_once(env: &Env, ns: &str) -> Result<()> {
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {
+            format!("{P}/inject"): "enabled",
+            format!("{P}/metadata-wait"): "disabled",
+            format!("{P}/istio"): "enabled"}}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "c11", "namespace": ns},
+         "spec": {"containers": [{"name": "app", "image": "app:1"}]}}
+    ]});
+    // kubectl prints one JSON document per created object.
+    let out = run_stdin(
+        env.cp.kubectl(&["create", "-f", "-", "-o", "json"]),
+        &list.to_string(),
+    )?;
+    let objs = serde_json::Deserializer::from_str(&out)
+        .into_iter::<Value>()
+        .collect::<Result<Vec<_>, _>>()?;
+    let stored = objs
+        .iter()
+        .find(|o| o["kind"] == "Pod")
+        .with_context(|| format!("no Pod in {out}"))?;
+    ensure!(
+        injected(stored) == Some("metadata-host,istio") && !has_wait(stored),
+        "{ns}: wrong mutation: {:?} init {:?}",
+        injected(stored),
+        names(stored, "initContainers")
     );
     ensure!(
-        unknown1 == unknown0,
+        host_env(&stored["spec"]["containers"][0]) == [&json!(HOST)],
+        "{ns}: env"
+    );
+    Ok(())
+}
+
+pub fn fresh_namespace(env: &Env) -> Result<()> {
+    let before = lookups(env)?;
+    for i in 0..3 {
+        namespace_and_pod_at_once(env, &format!("e2e-c11-fresh-{i}"))?;
+    }
+    let after = lookups(env)?;
+    eprintln!(
+        "e2e:   3 fresh namespaces: lookups from cache +{}, by GET +{}, unknown +{}",
+        after[0] - before[0],
+        after[1] - before[1],
+        after[2] - before[2]
+    );
+    ensure!(
+        after[2] == before[2],
         "a fresh namespace was unknown to the injector"
     );
     Ok(())
@@ -199,6 +204,22 @@ pub async fn apiserver_restart(env: &mut Env) -> Result<()> {
         "e2e-c11-watch",
         &[(&format!("{P}/inject"), "enabled")],
     )?;
+    // Until now the injector worked without a single warning or error (no RBAC denial: the
+    // ClusterRole from deploy/ is enough), apart from announcing its development certificate.
+    let noisy: Vec<String> = env
+        .inj
+        .log_text()
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .filter(|l| !l.contains("generated development certificate"))
+        .map(str::to_owned)
+        .collect();
+    ensure!(
+        noisy.is_empty(),
+        "injector warnings/errors before the restart:\n{}",
+        noisy.join("\n")
+    );
+
     let t0 = Instant::now();
     env.cp.restart_apiserver().await?;
     eprintln!("e2e:   API server restarted in {:?}", t0.elapsed());
@@ -210,6 +231,17 @@ pub async fn apiserver_restart(env: &mut Env) -> Result<()> {
             injected(p).is_some()
         })?;
         eprintln!("e2e:   webhook answering {took:?} after the restart");
+
+        // A namespace and a Pod created at once, while the watch may still be reconnecting.
+        let before = lookups(env)?;
+        namespace_and_pod_at_once(env, "e2e-c11-restart-fresh")?;
+        let after = lookups(env)?;
+        eprintln!(
+            "e2e:   fresh namespace right after the restart: lookups from cache +{}, by GET +{}, unknown +{}",
+            after[0] - before[0],
+            after[1] - before[1],
+            after[2] - before[2]
+        );
 
         // A namespace created after the restart, and a Pod in it.
         namespace(
@@ -256,7 +288,21 @@ pub async fn apiserver_restart(env: &mut Env) -> Result<()> {
     })
 }
 
+/// The API server's `apiserver_admission_webhook_fail_open_count` for our webhook.
+fn fail_open_count(env: &Env) -> Result<f64> {
+    let text = kubectl(&env.cp, &["get", "--raw", "/metrics"])?;
+    Ok(text
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_admission_webhook_fail_open_count{")
+                && l.contains("name=\"pods.gke-wi-injector.dev\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
 pub fn injector_down(env: &mut Env) -> Result<()> {
+    let fail_open_before = fail_open_count(env)?;
     env.inj.kill();
     let cp = &env.cp;
     for i in 0..2 {
@@ -281,5 +327,10 @@ pub fn injector_down(env: &mut Env) -> Result<()> {
             stored
         );
     }
+    let fail_open = fail_open_count(env)? - fail_open_before;
+    ensure!(
+        fail_open == 2.0,
+        "apiserver_admission_webhook_fail_open_count rose by {fail_open}, want 2"
+    );
     Ok(())
 }
