@@ -358,21 +358,22 @@ pub fn warnings_reach_the_user(env: &Env) -> Result<()> {
 
 pub fn server_dry_run(env: &Env) -> Result<()> {
     let cp = &env.cp;
-    let shown = crate::harness::kubectl_obj(
-        cp,
-        &["create", "-n", "e2e-c1", "--dry-run=server"],
-        &pod("c4-create"),
-    )?;
-    assert_features(&shown, true, true, true).context("create --dry-run=server")?;
-    assert_not_stored(cp, "e2e-c1", "c4-create")?;
-
-    let shown = crate::harness::kubectl_obj(
-        cp,
-        &["apply", "-n", "e2e-c1", "--dry-run=server"],
-        &pod("c4-apply"),
-    )?;
-    assert_features(&shown, true, true, true).context("apply --dry-run=server")?;
-    assert_not_stored(cp, "e2e-c1", "c4-apply")?;
+    for (verb, name) in [("create", "c4-create"), ("apply", "c4-apply")] {
+        let before = env.inj.sample(MUTATED)?;
+        let shown = crate::harness::kubectl_obj(
+            cp,
+            &[verb, "-n", "e2e-c1", "--dry-run=server"],
+            &pod(name),
+        )?;
+        // The dry-run request reached the injector and got the same answer as a real one.
+        ensure!(
+            env.inj.sample(MUTATED)? == before + 1.0,
+            "{verb} --dry-run=server did not reach the injector"
+        );
+        assert_features(&shown, true, true, true)
+            .with_context(|| format!("{verb} --dry-run=server"))?;
+        assert_not_stored(cp, "e2e-c1", name)?;
+    }
     Ok(())
 }
 

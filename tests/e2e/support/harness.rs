@@ -127,6 +127,9 @@ pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
 /// certificate (which covers 127.0.0.1), reading Namespaces from the API server as `user`.
 pub struct Injector {
     child: Option<Child>,
+    /// SIGKILLs the injector if this test process dies without running `Drop` (see
+    /// control_plane.rs's `Supervised`): it reads a pipe only we hold and kills on EOF.
+    watchdog: Option<(Child, std::process::ChildStdin)>,
     pub port: u16,
     pub admin_port: u16,
     pub ca_pem: String,
@@ -164,8 +167,22 @@ impl Injector {
         .stdout(logf.try_clone()?)
         .stderr(logf);
         let child = cmd.spawn().context("spawning gke-wi-injector serve")?;
+        let watchdog = Command::new("sh")
+            .args([
+                "-c",
+                "while read -r _; do :; done; kill -KILL \"$1\" 2>/dev/null",
+                "gke-wi-e2e-watchdog",
+                &child.id().to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()
+            .and_then(|mut w| w.stdin.take().map(|s| (w, s)));
         let mut inj = Injector {
             child: Some(child),
+            watchdog,
             port,
             admin_port,
             ca_pem: String::new(),
@@ -231,6 +248,12 @@ impl Injector {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        // The child is reaped; stop the watchdog without letting it signal a reused pid.
+        if let Some((mut w, stdin)) = self.watchdog.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+            drop(stdin);
         }
     }
 }
