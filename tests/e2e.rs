@@ -89,6 +89,7 @@ async fn e2e_against_a_real_kube_apiserver() -> Result<()> {
     case!("case 5: a namespace label change applies within 2 s", {
         cases_basic::label_change_applies_quickly(&env)
     });
+    case!("case 12: Windows Pods", { cases_basic::windows_pods(&env) });
     case!("case 8: Pod Security restricted admits the injected Pod", {
         cases_basic::pod_security_restricted(&env)
     });
@@ -296,4 +297,45 @@ pub fn get(cp: &ControlPlane, args: &[&str]) -> Result<Value> {
 /// `kubectl <args>` as the admin, output ignored.
 pub fn kubectl(cp: &ControlPlane, args: &[&str]) -> Result<String> {
     run(cp.kubectl(args))
+}
+
+/// With `--wait-image-windows`, a Pod with `spec.os.name: windows` gets the wait container; the
+/// API server's validation forbids Linux-only securityContext fields on Windows Pods, so the
+/// injected container must not carry them or the user's Pod is refused. Uses the offline
+/// `inject` (the same mutation as `serve`) and a server-side dry run.
+#[tokio::test]
+#[ignore = "product bug: the wait container's Linux securityContext makes Windows Pods invalid (src/mutate.rs wait_container)"]
+async fn windows_wait_container_passes_windows_validation() -> Result<()> {
+    let cp = ControlPlane::start().await?;
+    let mut p = pod("windows-wait");
+    p["metadata"]["namespace"] = json!("default");
+    p["spec"]["os"] = json!({"name": "windows"});
+    let tmp = tempfile::tempdir()?;
+    let file = tmp.path().join("pod.json");
+    std::fs::write(&file, p.to_string())?;
+    let mut inject = std::process::Command::new(harness::BIN);
+    inject.args([
+        "inject",
+        "-f",
+        &file.display().to_string(),
+        "--namespace-labels",
+        &format!("{P}/inject=enabled"),
+        "--wait-image-windows",
+        "wait-windows:1",
+    ]);
+    let mutated = run(inject)?;
+    ensure!(
+        mutated.contains("image: wait-windows:1"),
+        "no Windows wait container:\n{mutated}"
+    );
+    let out = harness::output(
+        &mut cp.kubectl(&["create", "--dry-run=server", "-f", "-", "-o", "json"]),
+        &mutated,
+    )?;
+    ensure!(
+        out.status.success(),
+        "the API server refuses the injected Windows Pod:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }

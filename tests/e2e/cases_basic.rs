@@ -562,3 +562,24 @@ pub fn native_sidecar_survives(env: &Env) -> Result<()> {
     }
     Ok(())
 }
+
+/// Windows Pods (SPEC §3): the variable and the Istio annotations, no wait container (with the
+/// default flags), a warning, and the API server's Windows validation accepts the result.
+/// (`--wait-image-windows` is covered by `windows_wait_container_passes_windows_validation`.)
+pub fn windows_pods(env: &Env) -> Result<()> {
+    for (name, os) in [("c12-os", true), ("c12-selector", false)] {
+        let mut p = pod(name);
+        if os {
+            p["spec"]["os"] = json!({"name": "windows"});
+        } else {
+            p["spec"]["nodeSelector"] = json!({"kubernetes.io/os": "windows"});
+        }
+        let (stored, err) = create_warned(env, "e2e-c1", &p)?;
+        assert_features(&stored, false, true, true).with_context(|| name.to_string())?;
+        ensure!(
+            err.contains("Warning: Windows Pod"),
+            "{name}: no Windows warning: {err}"
+        );
+    }
+    Ok(())
+}
