@@ -82,6 +82,9 @@ async fn e2e_against_a_real_kube_apiserver() -> Result<()> {
     case!("case 3b: admission warnings reach kubectl", {
         cases_basic::warnings_reach_the_user(&env)
     });
+    case!("case 3c: the user's own values win", {
+        cases_basic::users_values_win(&env)
+    });
     case!(
         "case 4: server-side dry run shows the mutation, stores nothing",
         { cases_basic::server_dry_run(&env) }
@@ -102,6 +105,10 @@ async fn e2e_against_a_real_kube_apiserver() -> Result<()> {
     case!("case 6: reinvocation covers a later webhook's container", {
         cases_chain::reinvocation_after_later_webhook(&env).await
     });
+    case!(
+        "case 6b: reinvocation with nothing new answers an empty patch",
+        { cases_chain::reinvocation_with_nothing_new(&env).await }
+    );
     case!(
         "case 11b: the injector keeps serving across an API server restart",
         { cases_chain::apiserver_restart(&mut env).await }

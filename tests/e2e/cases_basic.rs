@@ -583,3 +583,51 @@ pub fn windows_pods(env: &Env) -> Result<()> {
     }
     Ok(())
 }
+
+/// Existing user values win (SPEC §4): the user's own wait container, a GCE_METADATA_HOST from
+/// `valueFrom`, and `holdApplicationUntilProxyStarts: false`.
+pub fn users_values_win(env: &Env) -> Result<()> {
+    let mut p = pod("c3c-own-wait");
+    p["spec"]["initContainers"] = json!([{"name": "gke-metadata-wait", "image": "mine:1"}]);
+    let (stored, _) = create_warned(env, "e2e-c1", &p)?;
+    let inits = &stored["spec"]["initContainers"];
+    ensure!(
+        names(&stored, "initContainers") == ["gke-metadata-wait"] && inits[0]["image"] == "mine:1",
+        "the user's wait container must stay the only one: {inits}"
+    );
+    ensure!(
+        host_env(&inits[0]) == [&json!(HOST)],
+        "env of the user's wait container"
+    );
+
+    let mut p = pod("c3c-value-from");
+    let from = json!([{"name": "GCE_METADATA_HOST", "valueFrom": {"configMapKeyRef": {"name": "md", "key": "host"}}}]);
+    p["spec"]["containers"][0]["env"] = from.clone();
+    let (stored, _) = create_warned(env, "e2e-c1", &p)?;
+    ensure!(
+        stored["spec"]["containers"][0]["env"] == from,
+        "valueFrom entry changed: {}",
+        stored["spec"]["containers"][0]["env"]
+    );
+    assert_container(&stored["spec"]["initContainers"][0], &expected_wait(true))?;
+
+    let mut p = pod("c3c-hold-false");
+    p["metadata"]["annotations"] = json!({PROXY: "{\"holdApplicationUntilProxyStarts\":false}"});
+    let (stored, err) = create_warned(env, "e2e-c1", &p)?;
+    let ann = &stored["metadata"]["annotations"];
+    ensure!(
+        ann[PROXY] == "{\"holdApplicationUntilProxyStarts\":false}",
+        "{PROXY} changed: {}",
+        ann[PROXY]
+    );
+    ensure!(
+        ann[EXCLUDE] == "169.254.169.254/32",
+        "{EXCLUDE}: {}",
+        ann[EXCLUDE]
+    );
+    ensure!(
+        err.contains("Warning:") && err.contains(PROXY),
+        "no warning naming {PROXY}: {err}"
+    );
+    Ok(())
+}

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
 use crate::harness::{b64, http_get, kubectl_obj, run_stdin};
-use crate::late_webhook::{CONTAINER, LateWebhook};
+use crate::late_webhook::{ANNOTATION, CONTAINER, LateWebhook, Mode};
 use crate::{
     Env, HOST, P, all_containers, create_pod, host_env, injected, kubectl, names, namespace, pod,
 };
@@ -116,7 +116,7 @@ pub fn fresh_namespace(env: &Env) -> Result<()> {
 
 pub async fn reinvocation_after_later_webhook(env: &Env) -> Result<()> {
     let cp = &env.cp;
-    let late = LateWebhook::start()?;
+    let late = LateWebhook::start(Mode::AddContainer)?;
     namespace(
         cp,
         "e2e-c6",
@@ -194,6 +194,76 @@ pub async fn reinvocation_after_later_webhook(env: &Env) -> Result<()> {
     kubectl(
         cp,
         &["delete", "mutatingwebhookconfiguration", "zz-add-container"],
+    )?;
+    Ok(())
+}
+
+/// A later webhook that changes nothing we care about (an annotation) still triggers our
+/// reinvocation (IfNeeded), which must answer with an empty patch.
+pub async fn reinvocation_with_nothing_new(env: &Env) -> Result<()> {
+    let cp = &env.cp;
+    let late = LateWebhook::start(Mode::Annotate)?;
+    namespace(
+        cp,
+        "e2e-c6b",
+        &[
+            (&format!("{P}/inject"), "enabled"),
+            ("e2e-late-annotate", "yes"),
+        ],
+    )?;
+    let mwc = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "zz-annotate"},
+        "webhooks": [{
+            "name": "annotate.e2e.gke-wi-injector.dev",
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": {"url": late.url, "caBundle": b64(late.ca_pem.as_bytes())},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                       "resources": ["pods"], "scope": "Namespaced"}],
+            "namespaceSelector": {"matchLabels": {"e2e-late-annotate": "yes"}},
+            "failurePolicy": "Fail", "sideEffects": "None", "timeoutSeconds": 5,
+            "reinvocationPolicy": "Never"
+        }]
+    });
+    kubectl_obj(cp, &["apply"], &mwc)?;
+    tokio::task::block_in_place(|| {
+        poll_dry_run(env, "e2e-c6b", Duration::from_secs(20), |p| {
+            p["metadata"]["annotations"][ANNOTATION] == "yes"
+        })
+    })?;
+    let mutated = "gke_wi_injector_admission_requests_total{outcome=\"mutated\"}";
+    let unchanged = "gke_wi_injector_admission_requests_total{outcome=\"unchanged\"}";
+    let (m0, u0) = (env.inj.sample(mutated)?, env.inj.sample(unchanged)?);
+    let stored = tokio::task::block_in_place(|| create_pod(cp, "e2e-c6b", &pod("c6b")))?;
+    let (m1, u1) = (env.inj.sample(mutated)?, env.inj.sample(unchanged)?);
+    ensure!(
+        (m1 - m0, u1 - u0) == (1.0, 1.0),
+        "want one mutated review and one unchanged reinvocation, got +{} mutated, +{} unchanged",
+        m1 - m0,
+        u1 - u0
+    );
+    ensure!(
+        stored["metadata"]["annotations"][ANNOTATION] == "yes"
+            && injected(&stored) == Some("metadata-wait,metadata-host"),
+        "annotations: {}",
+        stored["metadata"]["annotations"]
+    );
+    ensure!(
+        names(&stored, "initContainers") == ["gke-metadata-wait"],
+        "{:?}",
+        names(&stored, "initContainers")
+    );
+    for c in all_containers(&stored) {
+        ensure!(
+            c["env"].as_array().map_or(0, Vec::len) == 1,
+            "env of {}: {}",
+            c["name"],
+            c["env"]
+        );
+    }
+    kubectl(
+        cp,
+        &["delete", "mutatingwebhookconfiguration", "zz-annotate"],
     )?;
     Ok(())
 }

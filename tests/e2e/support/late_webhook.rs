@@ -1,5 +1,6 @@
 //! A second mutating webhook for the reinvocation case: a tiny HTTPS server on 127.0.0.1 that
-//! appends a container `late-sidecar` to every Pod that lacks one. It runs on its own thread and
+//! appends a container `late-sidecar` to every Pod that lacks one ([`Mode::AddContainer`]), or
+//! only adds an annotation ([`Mode::Annotate`]). It runs on its own thread and
 //! runtime so that the test's blocking kubectl calls never starve it.
 #![allow(dead_code)]
 
@@ -19,6 +20,13 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 
 pub const CONTAINER: &str = "late-sidecar";
+pub const ANNOTATION: &str = "e2e.gke-wi-injector.dev/late";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    AddContainer,
+    Annotate,
+}
 
 /// What the late webhook saw: the Pod of each request it answered.
 #[derive(Default)]
@@ -36,7 +44,7 @@ pub struct LateWebhook {
 }
 
 impl LateWebhook {
-    pub fn start() -> Result<LateWebhook> {
+    pub fn start(mode: Mode) -> Result<LateWebhook> {
         let ca = gke_wi_injector::certs::Ca::new("e2e late webhook CA", Duration::from_secs(3600))?;
         let leaf = ca.issue(&["127.0.0.1".to_string()], Duration::from_secs(3600))?;
         let certs = CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
@@ -75,7 +83,7 @@ impl LateWebhook {
                         let Ok(tls) = acceptor.accept(tcp).await else {
                             return;
                         };
-                        let svc = service_fn(move |req| handle(req, seen.clone()));
+                        let svc = service_fn(move |req| handle(req, seen.clone(), mode));
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(tls), svc)
                             .await;
@@ -107,12 +115,13 @@ impl Drop for LateWebhook {
 async fn handle(
     req: Request<hyper::body::Incoming>,
     seen: Arc<Seen>,
+    mode: Mode,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(status(400)),
     };
-    match review(&body, &seen) {
+    match review(&body, &seen, mode) {
         Ok(v) => Ok(Response::builder()
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(v.to_string())))
@@ -127,7 +136,7 @@ fn status(code: u16) -> Response<Full<Bytes>> {
     r
 }
 
-fn review(body: &[u8], seen: &Seen) -> Result<Value> {
+fn review(body: &[u8], seen: &Seen, mode: Mode) -> Result<Value> {
     let review: Value = serde_json::from_slice(body)?;
     let req = &review["request"];
     let uid = req["uid"].as_str().context("uid")?;
@@ -136,13 +145,25 @@ fn review(body: &[u8], seen: &Seen) -> Result<Value> {
     if let Ok(mut pods) = seen.pods.lock() {
         pods.push(pod.clone());
     }
-    let has = pod["spec"]["containers"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["name"] == CONTAINER));
+    let patch = match mode {
+        Mode::AddContainer => {
+            let has = pod["spec"]["containers"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["name"] == CONTAINER));
+            (!has).then(|| {
+                json!([{"op": "add", "path": "/spec/containers/-",
+                        "value": {"name": CONTAINER, "image": "late:1"}}])
+            })
+        }
+        Mode::Annotate => Some(if pod["metadata"]["annotations"].is_object() {
+            json!([{"op": "add", "path": format!("/metadata/annotations/{}", ANNOTATION.replace('/', "~1")),
+                    "value": "yes"}])
+        } else {
+            json!([{"op": "add", "path": "/metadata/annotations", "value": {ANNOTATION: "yes"}}])
+        }),
+    };
     let mut response = json!({"uid": uid, "allowed": true});
-    if !has {
-        let patch = json!([{"op": "add", "path": "/spec/containers/-",
-                            "value": {"name": CONTAINER, "image": "late:1"}}]);
+    if let Some(patch) = patch {
         response["patchType"] = json!("JSONPatch");
         response["patch"] = json!(crate::harness::b64(patch.to_string().as_bytes()));
     }
