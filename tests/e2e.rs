@@ -20,6 +20,8 @@ mod cases_basic;
 mod cases_chain;
 #[path = "e2e/cases_deploy.rs"]
 mod cases_deploy;
+#[path = "e2e/cases_tls.rs"]
+mod cases_tls;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -113,6 +115,10 @@ async fn e2e_against_a_real_kube_apiserver() -> Result<()> {
         "case 11b: the injector keeps serving across an API server restart",
         { cases_chain::apiserver_restart(&mut env).await }
     );
+    case!(
+        "case 13: certificate files rotate under a live API server",
+        { cases_tls::certificate_rotation(&env) }
+    );
     case!("case 7: injector down, failurePolicy Ignore", {
         cases_chain::injector_down(&mut env)
     });
@@ -184,35 +190,44 @@ async fn setup() -> Result<Env> {
     })
     .await??;
 
-    // deploy/'s webhook, clientConfig pointing at this injector; every other field as shipped.
+    register_webhook(&cp, &inj)?;
+    let env = Env { cp, inj };
+    namespace(&env.cp, "e2e-probe", &[(&format!("{P}/inject"), "enabled")])?;
+    wait_webhook_active(&env.cp, &env.inj)?;
+    Ok(env)
+}
+
+/// Applies deploy/'s webhook with its clientConfig pointing at `inj`; every other field as
+/// shipped.
+pub fn register_webhook(cp: &ControlPlane, inj: &Injector) -> Result<()> {
+    let base = kustomize(cp, &Path::new(REPO).join("deploy/base"))?;
     let mut mwc = find(&base, "MutatingWebhookConfiguration", "gke-wi-injector")?.clone();
     for hook in mwc["webhooks"].as_array_mut().context("webhooks")? {
         hook["clientConfig"] = json!({"url": inj.url(), "caBundle": b64(inj.ca_pem.as_bytes())});
     }
-    kubectl_obj(&cp, &["apply"], &mwc)?;
-    let env = Env { cp, inj };
-    wait_webhook_active(&env)?;
-    Ok(env)
+    kubectl_obj(cp, &["apply"], &mwc)?;
+    Ok(())
 }
 
 /// The API server picks up webhook configurations through an informer: poll with server-side
-/// dry runs until a Pod in a labelled namespace comes back mutated.
-fn wait_webhook_active(env: &Env) -> Result<()> {
-    namespace(&env.cp, "e2e-probe", &[(&format!("{P}/inject"), "enabled")])?;
+/// dry runs until a Pod in a labelled namespace comes back mutated by `inj`.
+pub fn wait_webhook_active(cp: &ControlPlane, inj: &Injector) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
+        let before = inj.requests_total()?;
         let out = kubectl_obj(
-            &env.cp,
+            cp,
             &["create", "-n", "e2e-probe", "--dry-run=server"],
             &pod("probe"),
         )?;
-        if injected(&out).is_some() {
+        if injected(&out).is_some() && inj.requests_total()? > before {
             return Ok(());
         }
         if Instant::now() >= deadline {
             bail!(
-                "webhook not active after 20 s; last Pod: {out:#}\n{}",
-                env.inj.log_text()
+                "webhook at {} not active after 20 s; last Pod: {out:#}\n{}",
+                inj.url(),
+                inj.log_text()
             );
         }
         std::thread::sleep(Duration::from_millis(200));

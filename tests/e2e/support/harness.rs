@@ -139,9 +139,21 @@ pub struct Injector {
 impl Injector {
     /// Starts `serve` and waits for `/readyz` (namespace cache synced, certificate loaded).
     pub fn start(dir: &Path, kubeconfig: &Path) -> Result<Injector> {
+        Injector::start_with(dir, kubeconfig, "injector", None)
+    }
+
+    /// Starts `serve` named `name` (its log is `dir/<name>.log`), with the generated development
+    /// certificate, or with `--tls-cert`/`--tls-key` files `(cert, key, CA PEM)` re-read every
+    /// 200 ms.
+    pub fn start_with(
+        dir: &Path,
+        kubeconfig: &Path,
+        name: &str,
+        tls: Option<(&Path, &Path, &str)>,
+    ) -> Result<Injector> {
         let [port, admin_port] = free_ports::<2>()?;
-        let ca_out = dir.join("injector-dev-ca.crt");
-        let log = dir.join("injector.log");
+        let ca_out = dir.join(format!("{name}-dev-ca.crt"));
+        let log = dir.join(format!("{name}.log"));
         let logf = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -157,7 +169,6 @@ impl Injector {
             "serve",
             &format!("--listen=127.0.0.1:{port}"),
             &format!("--admin-listen=127.0.0.1:{admin_port}"),
-            &format!("--dev-ca-out={}", ca_out.display()),
             "--log-format=text",
             "--shutdown-delay=0s",
         ])
@@ -166,6 +177,14 @@ impl Injector {
         .stdin(Stdio::null())
         .stdout(logf.try_clone()?)
         .stderr(logf);
+        match tls {
+            Some((cert, key, _)) => cmd.args([
+                format!("--tls-cert={}", cert.display()),
+                format!("--tls-key={}", key.display()),
+                "--reload-interval=200ms".to_string(),
+            ]),
+            None => cmd.arg(format!("--dev-ca-out={}", ca_out.display())),
+        };
         let child = cmd.spawn().context("spawning gke-wi-injector serve")?;
         let watchdog = Command::new("sh")
             .args([
@@ -207,8 +226,11 @@ impl Injector {
             }
             std::thread::sleep(POLL);
         }
-        inj.ca_pem =
-            fs::read_to_string(&ca_out).with_context(|| format!("reading {}", ca_out.display()))?;
+        inj.ca_pem = match tls {
+            Some((_, _, ca)) => ca.to_string(),
+            None => fs::read_to_string(&ca_out)
+                .with_context(|| format!("reading {}", ca_out.display()))?,
+        };
         Ok(inj)
     }
 
@@ -301,4 +323,32 @@ pub fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> Result<&'a Value> 
 pub fn b64(data: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// The leaf certificate 127.0.0.1:port serves, fetched with a TLS handshake that trusts only
+/// `ca_pem` (and checks the IP SAN, as the API server does).
+pub fn served_certificate(port: u16, ca_pem: &str) -> Result<Vec<u8>> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)?;
+    let mut sock = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock)?;
+    }
+    let leaf = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or_else(|| anyhow!("no peer certificate"))?;
+    Ok(leaf.to_vec())
 }
