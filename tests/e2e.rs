@@ -328,7 +328,6 @@ pub fn kubectl(cp: &ControlPlane, args: &[&str]) -> Result<String> {
 /// injected container must not carry them or the user's Pod is refused. Uses the offline
 /// `inject` (the same mutation as `serve`) and a server-side dry run.
 #[tokio::test]
-#[ignore = "product bug: the wait container's Linux securityContext makes Windows Pods invalid (src/mutate.rs wait_container)"]
 async fn windows_wait_container_passes_windows_validation() -> Result<()> {
     let cp = ControlPlane::start().await?;
     let mut p = pod("windows-wait");
