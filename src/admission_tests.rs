@@ -48,7 +48,8 @@ fn labels() -> Labels {
 }
 
 fn answer(body: &Value, ns: NamespaceLabels<'_>, on_error: OnError) -> (Outcome, Value) {
-    let req = parse_review(&serde_json::to_vec(body).unwrap()).expect("parses");
+    let bytes = serde_json::to_vec(body).unwrap();
+    let req = parse_review(&bytes).expect("parses");
     let outcome = review(req, ns, &Config::default(), on_error);
     let json = serde_json::from_slice(&encode(&outcome.review)).unwrap();
     (outcome, json)
@@ -147,7 +148,8 @@ fn non_pod_create_is_allowed_unchanged(#[case] op: &str, #[case] kind: &str, #[c
     if op == "DELETE" {
         body["request"]["oldObject"] = body["request"]["object"].take();
     }
-    let req = parse_review(&serde_json::to_vec(&body).unwrap()).unwrap();
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let req = parse_review(&bytes).unwrap();
     assert_eq!(namespace_to_look_up(&req), None);
     let l = labels();
     let out = review(
@@ -213,6 +215,8 @@ fn pod_of_unexpected_shape_is_allowed_with_a_warning_naming_the_field() {
 #[case::v1beta1(serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": null})).unwrap(), "wrong_type")]
 #[case::wrong_kind(serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "Pod"})).unwrap(), "wrong_type")]
 #[case::no_request(serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"})).unwrap(), "no_request")]
+#[case::not_utf8([&br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "u", "object": {"kind": "Pod"#[..], &[0xff], br#""}}}"#].concat(), "unreadable_json")]
+#[case::broken_object(br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "u", "object": {"kind": }}}"#.to_vec(), "unreadable_json")]
 fn unreadable_bodies_are_errors(#[case] body: Vec<u8>, #[case] reason: &str) {
     assert_eq!(parse_review(&body).unwrap_err().reason(), reason);
 }
@@ -243,7 +247,8 @@ fn encode_matches_kube_core_except_the_patch_encoding() {
     let mut pod = sidecar_pod();
     pod["spec"]["containers"][0]["env"] =
         json!([{"name": "GCE_METADATA_HOST", "value": "10.0.0.1"}]);
-    let req = parse_review(&serde_json::to_vec(&pod_review("team", pod, false)).unwrap()).unwrap();
+    let bytes = serde_json::to_vec(&pod_review("team", pod, false)).unwrap();
+    let req = parse_review(&bytes).unwrap();
     let out = review(
         req,
         NamespaceLabels::Known(&l),

@@ -5,8 +5,9 @@
 //! [`POD`]; everything else is skipped without allocating. Lists of containers keep every entry
 //! (with only `name` and `env`), so indices, and therefore patch paths, are those of the request.
 //! A field of an unexpected type is kept whole, so the engine reports it as it would on the
-//! full Pod. The admission request's object decodes straight into a [`PodView`], so the Pod is
-//! read once, while the request is decoded.
+//! full Pod. The admission request's object decodes into a [`PodView`] that only holds the
+//! object's bytes (checked to be well-formed JSON); the view is read from them when the Pod's
+//! namespace has opted in, so a Pod the injector leaves alone is never parsed.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -15,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{NamespaceResourceScope, Resource};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
 /// Which parts of a value to keep.
@@ -66,41 +68,43 @@ pub fn parse(json: &str) -> Result<Value, serde_json::Error> {
     Ok(value)
 }
 
-/// The admission request's object: the parts of the Pod the engine reads.
+/// The admission request's object, as it came: [`PodView::read`] gives the parts of the Pod the
+/// engine reads.
 #[derive(Debug, Clone)]
-pub struct PodView {
-    value: Value,
+pub struct PodView<'a> {
+    raw: &'a RawValue,
     /// Always empty: `Resource` requires metadata; the engine reads it from the view.
     empty_meta: ObjectMeta,
 }
 
-impl PodView {
-    pub fn value(&self) -> &Value {
-        &self.value
+impl<'a> PodView<'a> {
+    /// The object's JSON text, as the request carried it.
+    pub fn raw(&self) -> &'a str {
+        self.raw.get()
     }
 
-    pub fn into_value(self) -> Value {
-        self.value
+    /// The parts of the Pod the engine reads (see [`parse`]).
+    pub fn read(&self) -> Result<Value, serde_json::Error> {
+        parse(self.raw.get())
     }
 }
 
-impl<'de> serde::Deserialize<'de> for PodView {
+impl<'de: 'a, 'a> serde::Deserialize<'de> for PodView<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = Pruned(&POD).deserialize(d)?;
         Ok(PodView {
-            value,
+            raw: serde::Deserialize::deserialize(d)?,
             empty_meta: ObjectMeta::default(),
         })
     }
 }
 
-impl Serialize for PodView {
+impl Serialize for PodView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.value.serialize(s)
+        self.raw.serialize(s)
     }
 }
 
-impl Resource for PodView {
+impl Resource for PodView<'_> {
     type DynamicType = ();
     type Scope = NamespaceResourceScope;
 
@@ -388,6 +392,18 @@ mod tests {
     fn unexpected_types_are_kept_whole() {
         let pod = json!({"spec": {"containers": {"a": [1, 2]}, "initContainers": ["x", 3, null, 1.5]}, "metadata": [1]});
         assert_eq!(parse(&pod.to_string()).unwrap(), pod);
+    }
+
+    #[test]
+    fn the_request_object_is_read_when_asked() {
+        let view: PodView =
+            serde_json::from_str(r#"{"kind": "Pod", "status": {"phase": "Pending"}}"#).unwrap();
+        assert_eq!(
+            view.raw(),
+            r#"{"kind": "Pod", "status": {"phase": "Pending"}}"#
+        );
+        assert_eq!(view.read().unwrap(), json!({"kind": "Pod"}));
+        assert!(serde_json::from_str::<PodView>(r#"{"kind": "Pod""#).is_err());
     }
 
     #[test]
