@@ -176,6 +176,11 @@ impl Run {
 }
 
 /// `rate` reviews/s for `duration` (open loop), or as fast as `connections` allow when `rate` is None.
+///
+/// At a fixed rate a pacing thread releases each review at its due time (a plain thread sleep
+/// is accurate to tens of microseconds; the async timer ticks in whole milliseconds and would
+/// add its own lateness to every latency). Connections take due reviews from one queue, so a
+/// review that waits for a free connection counts its wait.
 async fn run(
     server: &Server,
     tls: &TlsConnector,
@@ -189,26 +194,50 @@ async fn run(
         senders.push(connect(server, tls).await);
     }
     let start = Instant::now() + Duration::from_millis(20);
-    let mut tasks = Vec::new();
-    for (k, mut sender) in senders.into_iter().enumerate() {
-        let body = body.clone();
-        tasks.push(tokio::spawn(async move {
-            let (mut lat, mut errors) = (Vec::new(), 0usize);
-            let mut i = k;
-            loop {
-                let due = match rate {
-                    Some(r) => start + Duration::from_secs_f64(i as f64 / r),
-                    None => Instant::now().max(start),
-                };
-                if due >= start + duration {
+    let end = start + duration;
+    let due = rate.map(|rate| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        std::thread::spawn(move || {
+            for i in 0.. {
+                let due = start + Duration::from_secs_f64(i as f64 / rate);
+                if due >= end {
                     break;
                 }
-                tokio::time::sleep_until(due.into()).await;
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                if tx.send(due).is_err() {
+                    break;
+                }
+            }
+        });
+        Arc::new(tokio::sync::Mutex::new(rx))
+    });
+    let mut tasks = Vec::new();
+    for mut sender in senders {
+        let body = body.clone();
+        let due = due.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::new(), 0usize);
+            loop {
+                let due = match &due {
+                    Some(queue) => match queue.lock().await.recv().await {
+                        Some(due) => due,
+                        None => break,
+                    },
+                    None => {
+                        tokio::time::sleep_until(start.into()).await;
+                        let now = Instant::now();
+                        if now >= end {
+                            break;
+                        }
+                        now
+                    }
+                };
                 if !send(&mut sender, &body).await {
                     errors += 1;
                 }
                 lat.push(due.elapsed());
-                i += connections;
             }
             (lat, errors)
         }));
