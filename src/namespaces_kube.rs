@@ -61,9 +61,14 @@ impl KubeNamespaces {
         let api = Api::<NamespaceMeta>::all(client);
         let (store, writer) = reflector::store();
         let synced = Arc::new(AtomicBool::new(false));
+        // The store keeps what identifies a namespace and its labels; managed fields and
+        // annotations (kubectl's last-applied configuration among them) are most of a
+        // namespace's metadata and are dropped as each object arrives.
         let events = reflector::reflector(
             writer,
-            watcher(api.clone(), watcher::Config::default()).default_backoff(),
+            watcher(api.clone(), watcher::Config::default())
+                .default_backoff()
+                .modify(keep_name_and_labels),
         );
         let flag = synced.clone();
         tokio::spawn(async move {
@@ -95,6 +100,18 @@ impl KubeNamespaces {
             synced,
         })
     }
+}
+
+/// Drops what the injector never reads from a cached namespace.
+fn keep_name_and_labels(ns: &mut NamespaceMeta) {
+    let meta = &mut ns.metadata;
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    meta.creation_timestamp = None;
+    meta.deletion_timestamp = None;
+    meta.generate_name = None;
 }
 
 fn labels_of(meta: &NamespaceMeta) -> Arc<Labels> {
@@ -239,6 +256,29 @@ mod tests {
         assert!(
             reason.starts_with("GET namespace \"fresh\" failed: "),
             "{reason}"
+        );
+    }
+
+    #[test]
+    fn the_cache_keeps_names_and_labels_only() {
+        let mut ns: NamespaceMeta = serde_json::from_value(json!({
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {
+                "name": "team", "uid": "u1", "resourceVersion": "7",
+                "creationTimestamp": "2026-11-29T10:00:00Z",
+                "labels": {"gke-wi-injector.dev/inject": "enabled"},
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {}}}],
+                "finalizers": ["kubernetes"]
+            }
+        }))
+        .unwrap();
+        keep_name_and_labels(&mut ns);
+        let kept = serde_json::to_value(&ns.metadata).unwrap();
+        assert_eq!(
+            kept,
+            json!({"name": "team", "uid": "u1", "resourceVersion": "7",
+                   "labels": {"gke-wi-injector.dev/inject": "enabled"}})
         );
     }
 
