@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench load` prints, for fixed rates of 1,000 and 5,000 reviews/s and for
 //! saturation: throughput, p50/p99/p99.9 latency and errors; then time-to-ready and the
-//! server's peak RSS. Fixed rates are open-loop: latency counts from the moment a request was
+//! server's peak RSS. `BENCH_SERVER_BIN=PATH` measures another build of the binary (the image's
+//! static one). Fixed rates are open-loop: latency counts from the moment a request was
 //! due, so a stalled server is not hidden (no coordinated omission). Under `cargo test` it runs
 //! a short smoke pass that asserts every review is answered.
 
@@ -55,7 +56,7 @@ fn start_server() -> Server {
     let ca = dir.path().join("ca.crt");
     let (port, admin_port) = (free_port(), free_port());
     let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_gke-wi-injector"))
+    let child = Command::new(common::server_binary())
         .arg("serve")
         .args([
             "--namespaces",
@@ -291,6 +292,9 @@ fn main() {
     ready.sort();
     let server = start_server();
     let tls = tls_connector(&server.ca_pem);
+    if bench {
+        println!("server: {}", common::server_binary().display());
+    }
 
     runtime.block_on(async {
         if !bench {

@@ -4,8 +4,10 @@
 //! ready and the server's resident memory.
 //!
 //! `cargo bench --bench namespaces_rss` uses 10,000 namespaces (`RSS_NAMESPACES` changes it);
-//! under `cargo test` it checks 200 and asserts the cache holds every one.
+//! under `cargo test` it checks 200 and asserts the cache holds every one. `BENCH_SERVER_BIN=PATH`
+//! measures another build of the binary (the image's static one).
 
+mod common;
 #[path = "../tests/e2e/support/control_plane.rs"]
 mod control_plane;
 
@@ -99,7 +101,7 @@ fn main() {
     let admin = free_port();
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_gke-wi-injector"))
+    let mut server = Command::new(common::server_binary())
         .arg("serve")
         .args([
             "--listen",

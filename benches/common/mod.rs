@@ -3,6 +3,14 @@
 
 use serde_json::{Value, json};
 
+/// The binary the server benchmarks start: this build's, or `BENCH_SERVER_BIN` (for example the
+/// image's static binary from `scripts/build-static.sh`).
+pub fn server_binary() -> std::path::PathBuf {
+    std::env::var_os("BENCH_SERVER_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_gke-wi-injector").into())
+}
+
 pub fn review(pod: Value) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
