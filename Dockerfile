@@ -14,6 +14,8 @@ WORKDIR /src
 # Dependencies first, so editing src/ does not refetch crates.
 COPY Cargo.toml Cargo.lock ./
 COPY scripts/build-static.sh scripts/build-static.sh
+COPY .cargo .cargo
+COPY benches benches
 COPY src src
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
