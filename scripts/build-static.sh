@@ -117,7 +117,8 @@ version="$(env -i "${bin}" --version)" || die "${bin} --version failed"
 [[ "${version}" == "gke-wi-injector "* ]] || die "unexpected --version output: ${version}"
 # The allocator's build flags (.cargo/config.toml) reached the binary: arena memory is committed
 # as it is used, which keeps the server's resident memory small.
-env -i MIMALLOC_VERBOSE=1 "${bin}" --version 2>&1 | grep -q "option 'arena_eager_commit': 0" \
+options="$(env -i MIMALLOC_VERBOSE=1 "${bin}" --version 2>&1)" || die "${bin} --version failed"
+[[ "${options}" == *"option 'arena_eager_commit': 0"* ]] \
   || die "${bin}: mimalloc built without .cargo/config.toml's flags (arena_eager_commit is not 0)"
 env -i "${bin}" wait --help | grep -q -- '--metadata-host' || die "${bin} wait --help lacks --metadata-host"
 env -i "${bin}" serve --help | grep -q -- '--tls-cert' || die "${bin} serve --help lacks --tls-cert"
