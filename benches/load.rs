@@ -9,7 +9,7 @@
 //! due, so a stalled server is not hidden (no coordinated omission). Under `cargo test` it runs
 //! a short smoke pass that asserts every review is answered.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,14 +25,6 @@ use tokio_rustls::TlsConnector;
 mod common;
 
 const NAMESPACES: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n  labels:\n    gke-wi-injector.dev/inject: enabled\n    istio-injection: enabled\n";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Server {
     child: Child,
@@ -54,7 +46,7 @@ fn start_server() -> Server {
     let ns = dir.path().join("namespaces.yaml");
     std::fs::write(&ns, NAMESPACES).unwrap();
     let ca = dir.path().join("ca.crt");
-    let (port, admin_port) = (free_port(), free_port());
+    let (port, admin_port) = (common::free_port(), common::free_port());
     let started = Instant::now();
     let child = Command::new(common::server_binary())
         .arg("serve")

@@ -12,17 +12,8 @@ mod common;
 mod control_plane;
 
 use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -98,14 +89,14 @@ fn main() {
     }
     let create_time = created.elapsed();
 
-    let admin = free_port();
+    let admin = common::free_port();
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let mut server = Command::new(common::server_binary())
         .arg("serve")
         .args([
             "--listen",
-            &format!("127.0.0.1:{}", free_port()),
+            &format!("127.0.0.1:{}", common::free_port()),
             "--admin-listen",
             &format!("127.0.0.1:{admin}"),
         ])
