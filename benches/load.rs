@@ -212,20 +212,15 @@ async fn run(
         let due = due.clone();
         tasks.push(tokio::spawn(async move {
             let (mut lat, mut errors) = (Vec::new(), 0usize);
+            tokio::time::sleep_until(start.into()).await;
             loop {
                 let due = match &due {
                     Some(queue) => match queue.lock().await.recv().await {
                         Some(due) => due,
                         None => break,
                     },
-                    None => {
-                        tokio::time::sleep_until(start.into()).await;
-                        let now = Instant::now();
-                        if now >= end {
-                            break;
-                        }
-                        now
-                    }
+                    None if Instant::now() < end => Instant::now(),
+                    None => break,
                 };
                 if !send(&mut sender, &body).await {
                     errors += 1;

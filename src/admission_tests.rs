@@ -210,6 +210,18 @@ fn pod_of_unexpected_shape_is_allowed_with_a_warning_naming_the_field() {
     assert!(resp["response"].get("patch").is_none());
 }
 
+#[test]
+fn bytes_that_are_not_utf8_in_fields_nobody_reads_are_accepted() {
+    let mut json = pod_review("team", sidecar_pod(), false);
+    json["request"]["unknownField"] = json!("@@");
+    let text = serde_json::to_vec(&json).unwrap();
+    let at = text.windows(2).position(|w| w == b"@@").unwrap();
+    let body = [&text[..at], &[0xff], &text[at + 2..]].concat();
+    assert!(std::str::from_utf8(&body).is_err());
+    let req = parse_review(&body).unwrap();
+    assert_eq!(req.uid, json["request"]["uid"]);
+}
+
 #[rstest]
 #[case::not_json(b"{not json".to_vec(), "unreadable_json")]
 #[case::v1beta1(serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": null})).unwrap(), "wrong_type")]

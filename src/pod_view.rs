@@ -77,12 +77,7 @@ pub struct PodView<'a> {
     empty_meta: ObjectMeta,
 }
 
-impl<'a> PodView<'a> {
-    /// The object's JSON text, as the request carried it.
-    pub fn raw(&self) -> &'a str {
-        self.raw.get()
-    }
-
+impl PodView<'_> {
     /// The parts of the Pod the engine reads (see [`parse`]).
     pub fn read(&self) -> Result<Value, serde_json::Error> {
         parse(self.raw.get())
@@ -399,7 +394,7 @@ mod tests {
         let view: PodView =
             serde_json::from_str(r#"{"kind": "Pod", "status": {"phase": "Pending"}}"#).unwrap();
         assert_eq!(
-            view.raw(),
+            serde_json::to_string(&view).unwrap(),
             r#"{"kind": "Pod", "status": {"phase": "Pending"}}"#
         );
         assert_eq!(view.read().unwrap(), json!({"kind": "Pod"}));
