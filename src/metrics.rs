@@ -1,7 +1,7 @@
 //! Prometheus metrics of the server (SPEC §6), served as text on the admin listener's `/metrics`.
 //! Every label has a small, fixed set of values.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -57,6 +57,10 @@ pub struct Metrics {
     namespaces_synced: Gauge,
     cert_not_after: Gauge,
     reload_failures: Family<SourceLabel, Counter>,
+    reload_deferrals: Family<SourceLabel, Counter>,
+    log_lines_dropped: Counter,
+    /// Reads the log writer's dropped-lines count (set once logging starts).
+    log_drops: OnceLock<Box<dyn Fn() -> u64 + Send + Sync>>,
     /// Serializes scrapes: gauges are refreshed just before encoding.
     scrape: Mutex<()>,
 }
@@ -124,6 +128,18 @@ impl Metrics {
             "Changed files that were refused; the previous contents stay in use",
             reload_failures.clone(),
         );
+        let reload_deferrals = Family::<SourceLabel, Counter>::default();
+        registry.register(
+            "reload_deferrals",
+            "Changed files held back until unchanged for a poll (a namespaces file that drops namespaces)",
+            reload_deferrals.clone(),
+        );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log writer's queue was full",
+            log_lines_dropped.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -134,6 +150,9 @@ impl Metrics {
             namespaces_synced,
             cert_not_after,
             reload_failures,
+            reload_deferrals,
+            log_lines_dropped,
+            log_drops: OnceLock::new(),
             scrape: Mutex::new(()),
         }
     }
@@ -172,6 +191,24 @@ impl Metrics {
             .inc();
     }
 
+    pub fn reload_deferred(&self, source: &'static str) {
+        self.reload_deferrals
+            .get_or_create(&SourceLabel { source })
+            .inc();
+    }
+
+    /// Reload deferrals so far for `source` (tests and logs).
+    pub fn reload_deferrals(&self, source: &'static str) -> u64 {
+        self.reload_deferrals
+            .get_or_create(&SourceLabel { source })
+            .get()
+    }
+
+    /// Where `log_lines_dropped_total` is read from at each scrape; the first call wins.
+    pub fn set_log_drops(&self, read: impl Fn() -> u64 + Send + Sync + 'static) {
+        let _ = self.log_drops.set(Box::new(read));
+    }
+
     /// Reload failures so far for `source` (tests and logs).
     pub fn reload_failures(&self, source: &'static str) -> u64 {
         self.reload_failures
@@ -188,6 +225,11 @@ impl Metrics {
         self.namespaces_cached
             .set(i64::try_from(namespaces_cached).unwrap_or(i64::MAX));
         self.namespaces_synced.set(i64::from(namespaces_synced));
+        if let Some(read) = self.log_drops.get() {
+            let now = read();
+            self.log_lines_dropped
+                .inc_by(now.saturating_sub(self.log_lines_dropped.get()));
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -6,6 +6,12 @@
 //! `reload_failures_total`) once it has stayed the same for a whole poll, so that a writer that
 //! replaces the certificate and the key one after the other is not reported as a failure. The
 //! previous contents stay in use until a changed set loads.
+//!
+//! `apply` is told whether the contents it gets were already seen on the previous poll
+//! (`stable`), so that it can hold back a change that only a complete, settled file should make
+//! (a namespaces file that drops namespaces may be half-written): it answers
+//! [`Refusal::Defer`], which is counted in `reload_deferrals_total`, and is asked again with
+//! `stable` on the next poll if the contents have not changed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,13 +36,29 @@ pub async fn read_all(paths: &[PathBuf]) -> Snapshot {
     Ok(contents)
 }
 
+/// Why `apply` did not take a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The contents do not load.
+    Invalid(String),
+    /// The contents load but are only taken once unchanged for a poll.
+    Defer(String),
+}
+
+impl From<String> for Refusal {
+    fn from(error: String) -> Self {
+        Refusal::Invalid(error)
+    }
+}
+
 /// Resolves once `stop` turns true (or its sender is gone).
 pub async fn until_stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 /// Polls `paths` every `interval` until `stop` turns true, calling `apply` with the new
-/// contents whenever they differ from `current` (the contents in use).
+/// contents whenever they differ from `current` (the contents in use), and whether the same
+/// contents were already read on the previous poll.
 pub async fn poll<F>(
     source: &'static str,
     paths: Vec<PathBuf>,
@@ -46,7 +68,7 @@ pub async fn poll<F>(
     mut stop: watch::Receiver<bool>,
     mut apply: F,
 ) where
-    F: FnMut(&[Vec<u8>]) -> Result<(), String> + Send,
+    F: FnMut(&[Vec<u8>], bool) -> Result<(), Refusal> + Send,
 {
     let mut suspect: Option<Snapshot> = None;
     let mut reported: Option<Snapshot> = None;
@@ -64,11 +86,12 @@ pub async fn poll<F>(
         if reported.as_ref() == Some(&snapshot) {
             continue;
         }
-        match snapshot
-            .as_ref()
-            .map_err(String::clone)
-            .and_then(|c| apply(c))
-        {
+        let stable = suspect.as_ref() == Some(&snapshot);
+        let result = match &snapshot {
+            Ok(contents) => apply(contents, stable),
+            Err(error) => Err(Refusal::Invalid(error.clone())),
+        };
+        match result {
             Ok(()) => {
                 tracing::info!(source, "reloaded changed files");
                 if let Ok(contents) = snapshot {
@@ -77,16 +100,20 @@ pub async fn poll<F>(
                 suspect = None;
                 reported = None;
             }
-            Err(error) => {
-                if suspect.as_ref() == Some(&snapshot) {
-                    tracing::error!(source, %error, "refused changed files; the previous ones stay in use");
-                    metrics.reload_failed(source);
-                    reported = Some(snapshot);
-                    suspect = None;
-                } else {
-                    tracing::debug!(source, %error, "changed files do not load yet; retrying on the next poll");
-                    suspect = Some(snapshot);
-                }
+            Err(Refusal::Invalid(error)) if stable => {
+                tracing::error!(source, %error, "refused changed files; the previous ones stay in use");
+                metrics.reload_failed(source);
+                reported = Some(snapshot);
+                suspect = None;
+            }
+            Err(Refusal::Invalid(error)) => {
+                tracing::debug!(source, %error, "changed files do not load yet; retrying on the next poll");
+                suspect = Some(snapshot);
+            }
+            Err(Refusal::Defer(reason)) => {
+                tracing::warn!(source, %reason, "changed files held back until unchanged for a poll");
+                metrics.reload_deferred(source);
+                suspect = Some(snapshot);
             }
         }
     }
@@ -114,10 +141,13 @@ mod tests {
             stop_rx,
             {
                 let applied = applied.clone();
-                move |c: &[Vec<u8>]| {
+                move |c: &[Vec<u8>], stable: bool| {
                     let s = String::from_utf8_lossy(&c[0]).into_owned();
                     if s.starts_with("bad") {
-                        return Err("bad".into());
+                        return Err(Refusal::Invalid("bad".into()));
+                    }
+                    if s.starts_with("shrink") && !stable {
+                        return Err(Refusal::Defer("smaller".into()));
                     }
                     applied.lock().unwrap().push(s);
                     Ok(())
@@ -148,11 +178,17 @@ mod tests {
         std::fs::write(&path, "good-3").unwrap();
         eventually("good-3", || applied_now() == ["good-2", "good-3"]).await;
         assert_eq!(failures(), 2);
+        // A deferred change is taken once it has not changed for a poll, and counted once.
+        std::fs::write(&path, "shrink-1").unwrap();
+        eventually("shrink-1 after a poll", || applied_now().len() == 3).await;
+        assert_eq!(applied_now()[2], "shrink-1");
+        assert_eq!(metrics.reload_deferrals("namespaces"), 1);
+        assert_eq!(failures(), 2, "a deferral is not a failure");
         stop_tx.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(2), task)
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(*applied.lock().unwrap(), ["good-2", "good-3"]);
+        assert_eq!(*applied.lock().unwrap(), ["good-2", "good-3", "shrink-1"]);
     }
 }

@@ -1,9 +1,13 @@
 //! `gke-wi-injector serve` (SPEC §6): loads the certificate and the namespace source, binds the
 //! HTTPS admission listener and the plain-HTTP admin listener, and shuts down gracefully.
 //!
-//! Shutdown (SIGTERM, or SIGINT): `/readyz` fails at once; after `--shutdown-delay` (SIGTERM only,
-//! so endpoints stop pointing here before the listener goes away) the listener closes; requests
-//! in flight finish, bounded by `--shutdown-grace`; then the process exits 0.
+//! Shutdown (SIGTERM, SIGINT or SIGHUP): `/readyz` fails at once; after `--shutdown-delay`
+//! (SIGTERM only, so endpoints stop pointing here before the listener goes away) the listener
+//! closes; requests in flight finish, bounded by `--shutdown-grace`; then the process exits 0.
+//! SIGHUP (the terminal went away) stops like SIGINT rather than killing the process mid-request;
+//! there is no reload signal, as the certificate and the namespaces file are re-read when they
+//! change. A second signal during the delay or the drain ends it at once: the open connections
+//! are dropped and the process exits 1.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +19,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal as unix_signal};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -227,12 +232,30 @@ async fn serve_tls(
     }
 }
 
-/// Waits for SIGTERM or SIGINT; returns its name.
-async fn signal() -> std::io::Result<&'static str> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => Ok("SIGTERM"),
-        r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT"),
+/// The signals that stop the server, installed once so that none is missed between the first
+/// and the second.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: unix_signal(SignalKind::terminate())?,
+            int: unix_signal(SignalKind::interrupt())?,
+            hup: unix_signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+            _ = self.hup.recv() => "SIGHUP",
+        }
     }
 }
 
@@ -245,8 +268,12 @@ enum NamespacePlan {
 /// The `serve` subcommand. Every input is checked before anything binds or starts: the namespace
 /// source (the file parsed, or a cluster configuration found), then the certificate.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    telemetry::init(args.log_format)?;
+    // Dropped last: queued log lines are written before the process exits.
+    let logs = telemetry::init(args.log_format)?;
     let metrics = Arc::new(Metrics::new());
+    metrics.set_log_drops(logs.dropped_counter());
+    let mut signals =
+        Signals::install().map_err(|e| anyhow::anyhow!("installing the signal handlers: {e}"))?;
     let (stop, stopped) = watch::channel(false);
 
     let plan = match &args.namespaces {
@@ -270,12 +297,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut tls = Tls::load(&cert_source, &metrics)?;
     let tls_config = tls.server_config()?;
-    if let CertSource::Generated { ca_out } = &cert_source {
-        let ca_out = ca_out.as_ref().map(|p| p.display().to_string());
+    let mut dev_ca_out = None;
+    if let CertSource::Generated { ca_out } = cert_source {
         tracing::warn!(
-            ca_out,
+            ca_out = ca_out.as_ref().map(|p| p.display().to_string()),
             "no --tls-cert/--tls-key: serving a generated development certificate for localhost, 127.0.0.1 and ::1"
         );
+        dev_ca_out = ca_out;
     }
 
     let namespaces: Arc<dyn NamespaceSource> = match plan {
@@ -318,17 +346,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await?;
     tracing::info!(listen = %server.addr(), admin = %server.admin_addr(), "serving admission reviews on POST /mutate");
+    if let Some(path) = &dev_ca_out {
+        if let Err(error) = tls.write_dev_ca(path) {
+            server.shutdown(Duration::ZERO).await;
+            return Err(error.into());
+        }
+    }
 
-    let signal = signal()
-        .await
-        .map_err(|e| anyhow::anyhow!("installing the signal handlers: {e}"))?;
+    let signal = signals.next().await;
     let delay = if signal == "SIGTERM" {
         args.shutdown_delay
     } else {
         Duration::ZERO
     };
-    tracing::info!(signal, "shutting down");
-    server.shutdown(delay).await;
+    tracing::info!(signal, "shutting down; a second signal stops at once");
+    tokio::select! {
+        () = server.shutdown(delay) => {}
+        second = signals.next() => {
+            tracing::warn!(signal = second, "second signal: exiting without finishing the drain");
+            anyhow::bail!("stopped by a second signal ({second}) before in-flight requests finished");
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -23,6 +23,7 @@ use crate::admission::{self, NamespaceLabels, OnError, OutcomeKind};
 use crate::metrics::Metrics;
 use crate::namespaces::{self, Lookup, NamespaceSource};
 use crate::policy::Config;
+use crate::telemetry::capped;
 
 /// Largest accepted body: an UPDATE review carries two objects of up to 3 MiB each (SPEC §5).
 pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
@@ -115,7 +116,8 @@ async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     let fail = |code: StatusCode, outcome: &'static str, reason: &str, message: String| {
         state.metrics.request(outcome, Default::default());
         let duration_us = timer.elapsed().as_micros() as u64;
-        tracing::warn!(status = code.as_u16(), outcome, %message, duration_us, "admission request refused");
+        // `error`, not `message`: the JSON formatter writes the event's text as `message`.
+        tracing::warn!(status = code.as_u16(), outcome, error = %capped(&message), duration_us, "admission request refused");
         status(code, reason, message)
     };
 
@@ -188,10 +190,10 @@ async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     let namespace = admission::namespace_to_look_up(&request).map(str::to_owned);
     let span = tracing::info_span!(
         "admission",
-        uid = request.uid.as_str(),
+        uid = %capped(&request.uid),
         operation = operation_name(&request.operation),
         dry_run = request.dry_run,
-        namespace = namespace.as_deref().unwrap_or(""),
+        namespace = %capped(namespace.as_deref().unwrap_or("")),
     );
     let request_name = std::mem::take(&mut request.name);
     let lookup = match &namespace {
@@ -229,8 +231,8 @@ async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     };
     span.in_scope(|| {
         tracing::info!(
-            pod = names.name.as_deref().filter(|n| !n.is_empty()).unwrap_or(&request_name),
-            generate_name = names.generate_name.as_deref().unwrap_or(""),
+            pod = %capped(names.name.as_deref().filter(|n| !n.is_empty()).unwrap_or(&request_name)),
+            generate_name = %capped(names.generate_name.as_deref().unwrap_or("")),
             lookup = lookup.as_ref().map_or("none", Lookup::metric_label),
             outcome = outcome.result.label(),
             reason,

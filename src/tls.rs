@@ -180,7 +180,9 @@ impl Tls {
                     watched: Some((vec![cert.clone(), key.clone()], vec![cert_pem, key_pem])),
                 })
             }
-            CertSource::Generated { ca_out } => {
+            // The CA goes to `ca_out` through `write_dev_ca`, once the listeners are bound: a
+            // server that fails to start leaves the CA of the one already running in place.
+            CertSource::Generated { .. } => {
                 let (ca, leaf) = certs::dev_certificate().map_err(TlsError::Generate)?;
                 let here = Path::new("(generated)");
                 let pair = parse_pair(
@@ -189,12 +191,6 @@ impl Tls {
                     here,
                     here,
                 )?;
-                if let Some(path) = ca_out {
-                    std::fs::write(path, ca.pem()).map_err(|error| TlsError::WriteCa {
-                        path: path.clone(),
-                        error,
-                    })?;
-                }
                 metrics.set_cert_not_after(pair.not_after);
                 Ok(Tls {
                     resolver: Arc::new(CertResolver::new(&pair)),
@@ -203,6 +199,26 @@ impl Tls {
                 })
             }
         }
+    }
+
+    /// Writes the development CA to `path` (a temporary file renamed into place, so a reader
+    /// never sees half a certificate); nothing to do with `--tls-cert`.
+    pub fn write_dev_ca(&self, path: &Path) -> Result<(), TlsError> {
+        let Some(pem) = &self.dev_ca_pem else {
+            return Ok(());
+        };
+        let err = |error| TlsError::WriteCa {
+            path: path.to_path_buf(),
+            error,
+        };
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".tmp-{}", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        std::fs::write(&tmp, pem).map_err(err)?;
+        std::fs::rename(&tmp, path).map_err(|error| {
+            let _ = std::fs::remove_file(&tmp);
+            err(error)
+        })
     }
 
     /// The rustls configuration: TLS 1.3 and 1.2, no client certificates, ALPN h2 and http/1.1.
@@ -237,7 +253,7 @@ impl Tls {
             interval,
             metrics,
             stop,
-            move |c| {
+            move |c, _stable| {
                 let pair = parse_pair(&c[0], &c[1], &cert, &key).map_err(|e| e.to_string())?;
                 resolver.swap(&pair);
                 m.set_cert_not_after(pair.not_after);
