@@ -59,40 +59,54 @@ pub struct Server {
     admin: JoinHandle<()>,
 }
 
+/// The two listeners, bound and not serving yet.
+#[derive(Debug)]
+pub struct Listeners {
+    main: TcpListener,
+    admin: TcpListener,
+    addr: SocketAddr,
+    admin_addr: SocketAddr,
+}
+
+impl Listeners {
+    /// Binds `--listen` and `--admin-listen`; the error names the flag.
+    pub async fn bind(listen: SocketAddr, admin_listen: SocketAddr) -> Result<Self, BindError> {
+        let error = |flag, addr| move |error| BindError { flag, addr, error };
+        let main = TcpListener::bind(listen)
+            .await
+            .map_err(error("--listen", listen))?;
+        let admin = TcpListener::bind(admin_listen)
+            .await
+            .map_err(error("--admin-listen", admin_listen))?;
+        let addr = main.local_addr().map_err(error("--listen", listen))?;
+        let admin_addr = admin
+            .local_addr()
+            .map_err(error("--admin-listen", admin_listen))?;
+        Ok(Listeners {
+            main,
+            admin,
+            addr,
+            admin_addr,
+        })
+    }
+}
+
 impl Server {
-    /// Binds both listeners and starts serving. `stop` is also what ends the reloaders and the
+    /// Starts serving on bound listeners. `stop` is also what ends the reloaders and the
     /// namespace watch; it turns true when the listener closes.
-    pub async fn start(
-        listen: SocketAddr,
-        admin_listen: SocketAddr,
+    pub fn start(
+        listeners: Listeners,
         shutdown_grace: Duration,
         app: AppState,
         tls: Arc<rustls::ServerConfig>,
         stop: watch::Sender<bool>,
-    ) -> Result<Server, BindError> {
-        let listener = TcpListener::bind(listen).await.map_err(|error| BindError {
-            flag: "--listen",
-            addr: listen,
-            error,
-        })?;
-        let admin_listener = TcpListener::bind(admin_listen)
-            .await
-            .map_err(|error| BindError {
-                flag: "--admin-listen",
-                addr: admin_listen,
-                error,
-            })?;
-        let addr = listener.local_addr().map_err(|error| BindError {
-            flag: "--listen",
-            addr: listen,
-            error,
-        })?;
-        let admin_addr = admin_listener.local_addr().map_err(|error| BindError {
-            flag: "--admin-listen",
-            addr: admin_listen,
-            error,
-        })?;
-
+    ) -> Server {
+        let Listeners {
+            main: listener,
+            admin: admin_listener,
+            addr,
+            admin_addr,
+        } = listeners;
         let readiness = Arc::new(Readiness::new(app.namespaces.clone()));
         readiness.set_cert_loaded();
         let admin_state = AdminState {
@@ -117,7 +131,7 @@ impl Server {
             stop.subscribe(),
             shutdown_grace,
         ));
-        Ok(Server {
+        Server {
             addr,
             admin_addr,
             readiness,
@@ -125,7 +139,7 @@ impl Server {
             admin_stop,
             main,
             admin,
-        })
+        }
     }
 
     /// Address of the HTTPS admission listener.
@@ -336,22 +350,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         metrics,
         body_timeout: server::BODY_TIMEOUT,
     };
-    let server = Server::start(
-        args.listen,
-        args.admin_listen,
-        args.shutdown_grace,
-        app,
-        tls_config,
-        stop,
-    )
-    .await?;
-    tracing::info!(listen = %server.addr(), admin = %server.admin_addr(), "serving admission reviews on POST /mutate");
+    // The development CA is written once both ports are ours, and before readiness: a second
+    // server that cannot bind leaves the running one's CA in place.
+    let listeners = Listeners::bind(args.listen, args.admin_listen).await?;
     if let Some(path) = &dev_ca_out {
-        if let Err(error) = tls.write_dev_ca(path) {
-            server.shutdown(Duration::ZERO).await;
-            return Err(error.into());
-        }
+        tls.write_dev_ca(path)?;
     }
+    let server = Server::start(listeners, args.shutdown_grace, app, tls_config, stop);
+    tracing::info!(listen = %server.addr(), admin = %server.admin_addr(), "serving admission reviews on POST /mutate");
 
     let signal = signals.next().await;
     let delay = if signal == "SIGTERM" {

@@ -16,7 +16,7 @@ use gke_wi_injector::certs::{Ca, Leaf};
 use gke_wi_injector::metrics::Metrics;
 use gke_wi_injector::namespaces::{Fetched, FileNamespaces, NamespaceSource};
 use gke_wi_injector::policy::{Config, Labels};
-use gke_wi_injector::serve::Server;
+use gke_wi_injector::serve::{Listeners, Server};
 use gke_wi_injector::server::{AppState, BODY_TIMEOUT};
 use gke_wi_injector::tls::{CertSource, Tls};
 use serde_json::{Value, json};
@@ -195,16 +195,14 @@ impl TestServer {
             body_timeout: BODY_TIMEOUT,
         };
         let any = "127.0.0.1:0".parse().unwrap();
+        let listeners = Listeners::bind(any, any).await.unwrap();
         let server = Server::start(
-            any,
-            any,
+            listeners,
             shutdown_grace,
             app,
             tls.server_config().unwrap(),
             stop,
-        )
-        .await
-        .unwrap();
+        );
         TestServer {
             server,
             ca,
