@@ -4,6 +4,9 @@
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 
+use gke_wi_injector::inject::INPUT_LIMITS;
+use gke_wi_injector::yaml;
+
 const ON: &str = "gke-wi-injector.dev/inject=enabled";
 
 fn bin() -> Command {
@@ -49,7 +52,7 @@ fn file_in_yaml_out() {
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let pod: serde_json::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    let pod = yaml::value(&text(&out.stdout), &INPUT_LIMITS).unwrap();
     assert_eq!(
         pod["spec"]["initContainers"][0]["name"],
         "gke-metadata-wait"
@@ -87,7 +90,7 @@ fn not_opted_in_warns_on_stderr_and_passes_through() {
     let out = run(&["inject", "-f", "-"], Some(POD));
     assert!(out.status.success());
     assert!(text(&out.stderr).contains("lacks gke-wi-injector.dev/inject=enabled"));
-    let pod: serde_json::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    let pod = yaml::value(&text(&out.stdout), &INPUT_LIMITS).unwrap();
     assert!(pod["spec"].get("initContainers").is_none());
 }
 
