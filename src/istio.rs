@@ -41,7 +41,7 @@ pub const MAX_PROXY_CONFIG_BYTES: usize = 32 * 1024;
 /// Deepest nesting of mappings and sequences, block or flow.
 pub const MAX_PROXY_CONFIG_DEPTH: usize = 32;
 /// Most nodes (scalars, mappings, sequences, keys), aliases expanded.
-pub const MAX_PROXY_CONFIG_NODES: usize = 8 * 1024;
+pub const MAX_PROXY_CONFIG_NODES: usize = 4 * 1024;
 /// Most aliases, anchors and merge keys, each.
 pub const MAX_PROXY_CONFIG_ALIASES: usize = 64;
 /// Most parser events replayed or recorded through aliases and anchors, in total.

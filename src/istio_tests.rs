@@ -229,6 +229,7 @@ fn nested_block(depth: usize) -> String {
 #[case::just_over_size(ordinary(MAX_PROXY_CONFIG_BYTES + 40), Bound::Size)]
 #[case::no_room_for_the_entry(ordinary(MAX_PROXY_CONFIG_BYTES - HOLD.len() - 6), Bound::Size)]
 #[case::many_nodes(format!("a: [{}]", "1,".repeat(9000)), Bound::Size)]
+#[case::no_room_for_two_nodes(format!("a: [{}1]", "1,".repeat(MAX_PROXY_CONFIG_NODES - 5)), Bound::Size)]
 fn over_a_bound_is_left_alone(#[case] text: String, #[case] bound: Bound) {
     let started = std::time::Instant::now();
     let got = merge_proxy_config(Some(&text));
@@ -246,6 +247,8 @@ fn over_a_bound_is_left_alone(#[case] text: String, #[case] bound: Bound) {
 #[case::aliases_64(format!("x: &x 1\n{}", (0..64).map(|i| format!("k{i}: *x\n")).collect::<String>()))]
 #[case::small_expansion(alias_bomb(3, 8))]
 #[case::merge_key("base: &b {concurrency: 2}\nmine:\n  <<: *b\n")]
+// Root, key, list and N - 5 items: with our key and value, exactly MAX_PROXY_CONFIG_NODES nodes.
+#[case::nodes_just_under(format!("a: [{}1]", "1,".repeat(MAX_PROXY_CONFIG_NODES - 6)))]
 fn just_under_the_bounds_still_merges(#[case] text: String) {
     assert!(text.len() <= MAX_PROXY_CONFIG_BYTES, "{}", text.len());
     let ProxyConfigMerge::Set(out) = merge_proxy_config(Some(&text)) else {
