@@ -304,3 +304,38 @@ fn over_a_bound_warns_and_keeps_the_annotation() {
     );
     assert!(w[0].chars().count() <= crate::warnings::MAX_WARNING_CHARS);
 }
+
+/// The server reads proxy configs on tokio workers (2 MiB stacks): the deepest configs, aliases
+/// replaying deep anchors included, fit in half of that even in debug builds.
+#[test]
+fn deepest_configs_fit_a_small_stack() {
+    let d = MAX_PROXY_CONFIG_DEPTH;
+    let deep_anchor = format!("a: &a {}1{}\n", "[".repeat(d - 1), "]".repeat(d - 1));
+    let inputs = [
+        (
+            format!("a: {}1{}", "[".repeat(d - 1), "]".repeat(d - 1)),
+            None,
+        ),
+        (
+            format!("a: {}1{}", "{k: ".repeat(d - 1), "}".repeat(d - 1)),
+            None,
+        ),
+        (nested_block(d - 1), None),
+        (
+            format!("a: {}1{}", "[".repeat(d), "]".repeat(d)),
+            Some(Bound::Depth),
+        ),
+        (format!("{deep_anchor}b: [[*a]]\n"), Some(Bound::Depth)),
+    ];
+    std::thread::Builder::new()
+        .stack_size(1024 * 1024)
+        .spawn(move || {
+            for (text, bound) in inputs {
+                let got = merge_proxy_config(Some(&text));
+                assert_eq!(bound_of(&got), bound, "{text}: {got:?}");
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}

@@ -180,7 +180,7 @@ pub fn value(text: &str, limits: &YamlLimits) -> Result<Value, YamlError> {
     }
 }
 
-/// Writes values as YAML documents separated by `---`.
+/// Writes one value as a YAML document (YAML 1.1-safe quoting: `"yes"`, `"0644"` stay strings).
 pub fn to_string(value: &Value) -> Result<String, serde_saphyr::ser::Error> {
     serde_saphyr::to_string(value)
 }
