@@ -34,21 +34,11 @@ fn doc_prefix(doc: usize) -> String {
 }
 
 /// Longest input `inject` reads, in bytes (files are user input too).
-pub const MAX_INPUT_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_INPUT_BYTES: usize = yaml::FILE_LIMITS.max_bytes;
 
-/// The bounds `inject` reads its input under: roomy for any manifest, but with alias expansion
-/// bounded so that a few kilobytes cannot expand into gigabytes. JSON input is read by
-/// serde_json (nesting up to 128) after the same size check. The depth limit also keeps the
-/// recursive parse well inside a 2 MiB thread stack, even in debug builds.
-pub const INPUT_LIMITS: YamlLimits = YamlLimits {
-    max_bytes: MAX_INPUT_BYTES,
-    max_depth: 64,
-    max_nodes: 4 * 1024 * 1024,
-    max_value_bytes: 2 * MAX_INPUT_BYTES,
-    max_aliases: 4 * 1024,
-    max_alias_events: 64 * 1024,
-    max_documents: 16 * 1024,
-};
+/// The bounds `inject` reads YAML input under: [`yaml::FILE_LIMITS`]. JSON input is read by
+/// serde_json (nesting up to 128) after the same size check.
+pub const INPUT_LIMITS: YamlLimits = yaml::FILE_LIMITS;
 
 /// What `inject` needs besides the text.
 #[derive(Debug, Clone)]
