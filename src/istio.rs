@@ -78,7 +78,9 @@ pub enum ProxyConfigMerge {
 ///
 /// Values are read as Istio reads them (sigs.k8s.io/yaml, YAML 1.1): plain `yes`, `on`, `y`
 /// are `true`, `no`, `off`, `n` are `false`; a quoted `"yes"` is a string, which is not `true`.
-/// See [`crate::yaml`] for the one letter-case deviation.
+/// One deviation (see [`crate::yaml`]): mixed-case spellings such as `yEs` are `true` here, where
+/// go-yaml reads a string; such a config is then `Unchanged` without a warning, while Istio rejects
+/// it. Either way the annotation is left as written.
 pub fn merge_proxy_config(existing: Option<&str>) -> ProxyConfigMerge {
     let Some(text) = existing.filter(|t| !t.trim().is_empty()) else {
         return ProxyConfigMerge::Set(format!("{{\"{HOLD}\":true}}"));
