@@ -124,6 +124,8 @@ fn merged_proxy_config_keeps_every_key() {
 #[case::on_upper("ON", ProxyConfigMerge::Unchanged)]
 #[case::true_capitalized("True", ProxyConfigMerge::Unchanged)]
 #[case::true_upper("TRUE", ProxyConfigMerge::Unchanged)]
+// go-yaml reads `yEs` as a string (Istio then rejects the config); serde-saphyr as `true`.
+#[case::mixed_case_deviation("yEs", ProxyConfigMerge::Unchanged)]
 #[case::no("no", ProxyConfigMerge::ExplicitlyOff)]
 #[case::n("n", ProxyConfigMerge::ExplicitlyOff)]
 #[case::off("off", ProxyConfigMerge::ExplicitlyOff)]
