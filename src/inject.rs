@@ -7,22 +7,38 @@ use std::io::{Read, Write};
 use anyhow::Context as _;
 use json_patch::PatchOperation;
 use json_patch::jsonptr::{PointerBuf, Token};
-use serde::Deserialize as _;
 use serde_json::{Value, json};
 
 use crate::admission::{self, NamespaceLabels, OnError};
 use crate::cli::{InjectArgs, OutputFormat};
 use crate::mutate::{self, Plan};
 use crate::policy::{Config, Decision, Labels, Skip};
+use crate::yaml::{self, YamlLimits};
 
 /// A document that cannot be processed: names the document (1-based) and the field.
+/// `doc` 0 stands for the whole input (its size) or the output.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("document {doc}: {field}: {problem}")]
+#[error("{}{field}: {problem}", doc_prefix(*.doc))]
 pub struct DocError {
     pub doc: usize,
     pub field: String,
     pub problem: String,
 }
+
+fn doc_prefix(doc: usize) -> String {
+    if doc == 0 {
+        String::new()
+    } else {
+        format!("document {doc}: ")
+    }
+}
+
+/// Longest input `inject` reads, in bytes (files are user input too).
+pub const MAX_INPUT_BYTES: usize = yaml::FILE_LIMITS.max_bytes;
+
+/// The bounds `inject` reads YAML input under: [`yaml::FILE_LIMITS`]. JSON input is read by
+/// serde_json (nesting up to 128) after the same size check.
+pub const INPUT_LIMITS: YamlLimits = yaml::FILE_LIMITS;
 
 /// What `inject` needs besides the text.
 #[derive(Debug, Clone)]
@@ -72,32 +88,35 @@ fn template_path(kind: &str) -> Option<&'static [&'static str]> {
     }
 }
 
-/// Splits YAML or JSON text into documents (empty YAML documents are dropped).
+/// Splits YAML or JSON text into documents (empty YAML documents are dropped), under
+/// [`INPUT_LIMITS`].
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, DocError> {
+    if text.len() > MAX_INPUT_BYTES {
+        return Err(DocError {
+            doc: 0,
+            field: "(input)".into(),
+            problem: format!("over the byte limit of {MAX_INPUT_BYTES}"),
+        });
+    }
     let trimmed = text.trim_start();
+    if !(trimmed.starts_with('{') || trimmed.starts_with('[')) {
+        return yaml::documents(text, &INPUT_LIMITS).map_err(|e| DocError {
+            doc: e.document.unwrap_or(1),
+            field: "(yaml)".into(),
+            problem: e.problem(),
+        });
+    }
     let mut docs = Vec::new();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        for (i, doc) in serde_json::Deserializer::from_str(text)
-            .into_iter::<Value>()
-            .enumerate()
-        {
-            let doc = doc.map_err(|e| DocError {
-                doc: i + 1,
-                field: "(json)".into(),
-                problem: e.to_string(),
-            })?;
-            docs.push(doc);
-        }
-    } else {
-        for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let doc = Value::deserialize(doc).map_err(|e| DocError {
-                doc: i + 1,
-                field: "(yaml)".into(),
-                problem: e.to_string(),
-            })?;
-            docs.push(doc);
-        }
-        docs.retain(|d| !d.is_null());
+    for (i, doc) in serde_json::Deserializer::from_str(text)
+        .into_iter::<Value>()
+        .enumerate()
+    {
+        let doc = doc.map_err(|e| DocError {
+            doc: i + 1,
+            field: "(json)".into(),
+            problem: e.to_string(),
+        })?;
+        docs.push(doc);
     }
     Ok(docs)
 }
@@ -146,7 +165,7 @@ fn render(rendered: Vec<Rendered>, output: OutputFormat) -> Result<String, Strin
                 if !out.is_empty() {
                     out.push_str("---\n");
                 }
-                out.push_str(&serde_yaml::to_string(&v).map_err(|e| e.to_string())?);
+                out.push_str(&yaml::to_string(&v).map_err(|e| e.to_string())?);
             }
             (Rendered::Json(v), _) => {
                 out.push_str(&v.to_string());
@@ -441,18 +460,20 @@ fn or_doc(field: &str) -> String {
 
 /// The `inject` subcommand.
 pub fn run(args: InjectArgs) -> anyhow::Result<()> {
-    let (name, text) = if args.file.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("<stdin>: cannot read")?;
-        ("<stdin>".to_string(), text)
+    let (name, bytes) = if args.file.as_os_str() == "-" {
+        let bytes = read_bounded(std::io::stdin().lock()).context("<stdin>: cannot read")?;
+        ("<stdin>".to_string(), bytes)
     } else {
         let name = args.file.display().to_string();
-        let text =
-            std::fs::read_to_string(&args.file).with_context(|| format!("{name}: cannot read"))?;
-        (name, text)
+        let bytes = std::fs::File::open(&args.file)
+            .and_then(read_bounded)
+            .with_context(|| format!("{name}: cannot read"))?;
+        (name, bytes)
     };
+    if bytes.len() > MAX_INPUT_BYTES {
+        anyhow::bail!("{name}: (input): over the byte limit of {MAX_INPUT_BYTES}");
+    }
+    let text = String::from_utf8(bytes).with_context(|| format!("{name}: cannot read"))?;
     let opts = Options::from(&args);
     let report = inject(&text, &opts).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let mut stderr = std::io::stderr().lock();
@@ -465,6 +486,16 @@ pub fn run(args: InjectArgs) -> anyhow::Result<()> {
         .context("cannot write to standard output")?;
     stdout.flush().context("cannot write to standard output")?;
     Ok(())
+}
+
+/// Reads at most one byte more than [`MAX_INPUT_BYTES`]: enough to refuse a larger input
+/// without holding all of it.
+fn read_bounded(input: impl Read) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    input
+        .take(MAX_INPUT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

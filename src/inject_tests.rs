@@ -180,3 +180,85 @@ fn bad_input_names_document_and_field(#[case] text: &str, #[case] doc: usize, #[
     let err = inject(text, &opts(ON, OutputFormat::Yaml)).unwrap_err();
     assert_eq!((err.doc, err.field.as_str()), (doc, field), "{err}");
 }
+
+/// `levels` anchors, each a list of 9 aliases of the one before: `9^levels` leaves.
+fn alias_bomb(levels: usize) -> String {
+    let mut s = String::from("a0: &a0 [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n");
+    for i in 1..levels {
+        let refs = vec![format!("*a{}", i - 1); 9].join(",");
+        s.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    s
+}
+
+const ISTIO_ON: &str = "gke-wi-injector.dev/inject=enabled,gke-wi-injector.dev/istio=enabled";
+
+#[test]
+fn proxy_config_bomb_is_left_alone_with_a_warning() {
+    let bomb = alias_bomb(9);
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "a", "annotations": {crate::istio::PROXY_CONFIG: bomb}},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}]}
+    });
+    let text = yaml::to_string(&pod).unwrap();
+    let started = std::time::Instant::now();
+    let r = inject(&text, &opts(ISTIO_ON, OutputFormat::Yaml)).unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    let out = &parse_documents(&r.output).unwrap()[0];
+    assert_eq!(
+        out["metadata"]["annotations"][crate::istio::PROXY_CONFIG],
+        bomb.as_str()
+    );
+    assert_eq!(
+        out["spec"]["initContainers"][0]["name"],
+        "gke-metadata-wait"
+    );
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains(crate::istio::PROXY_CONFIG) && w.contains("aliases bound")),
+        "{:?}",
+        r.warnings
+    );
+}
+
+#[rstest]
+#[case::alias_bomb(&format!("{POD}---\n{}", alias_bomb(10)), 2, "alias expansion limit")]
+#[case::deep_flow(&format!("{POD}---\nx: {}{}", "[".repeat(10_000), "]".repeat(10_000)), 2, "depth limit of 64")]
+#[case::deep_block(&nested_block(65), 1, "depth limit of 64")]
+fn input_over_a_bound_names_the_document(
+    #[case] text: &str,
+    #[case] doc: usize,
+    #[case] problem: &str,
+) {
+    let started = std::time::Instant::now();
+    let err = inject(text, &opts(ON, OutputFormat::Yaml)).unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert_eq!((err.doc, err.field.as_str()), (doc, "(yaml)"), "{err}");
+    assert!(err.problem.contains(problem), "{err}");
+}
+
+fn nested_block(depth: usize) -> String {
+    (0..depth)
+        .map(|d| format!("{}k:\n", " ".repeat(d)))
+        .collect()
+}
+
+/// The deepest input accepted is read (on a test thread's 2 MiB stack, in debug builds too) and
+/// reported as what it is: not a Kubernetes object.
+#[test]
+fn input_at_the_depth_limit_is_read() {
+    let err = inject(&nested_block(64), &opts(ON, OutputFormat::Yaml)).unwrap_err();
+    assert_eq!((err.doc, err.field.as_str()), (1, "kind"), "{err}");
+}
+
+#[test]
+fn input_over_the_size_limit_is_refused_before_parsing() {
+    let text = " ".repeat(MAX_INPUT_BYTES + 1);
+    let err = parse_documents(&text).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("(input): over the byte limit of {MAX_INPUT_BYTES}")
+    );
+}

@@ -15,6 +15,7 @@ pub mod pod_view;
 pub mod policy;
 pub mod wait;
 pub mod warnings;
+pub mod yaml;
 
 pub mod admin;
 pub mod certs;

@@ -349,6 +349,11 @@ fn istio_annotations(
             "annotation {} is not a YAML or JSON mapping; left as is",
             istio::PROXY_CONFIG
         )),
+        ProxyConfigMerge::OverLimit(limit) => warnings.push(format!(
+            "annotation {} hits the {} bound: {limit}; left as is",
+            istio::PROXY_CONFIG,
+            limit.bound
+        )),
     }
 }
 

@@ -4,6 +4,9 @@
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 
+use gke_wi_injector::inject::INPUT_LIMITS;
+use gke_wi_injector::yaml;
+
 const ON: &str = "gke-wi-injector.dev/inject=enabled";
 
 fn bin() -> Command {
@@ -49,7 +52,7 @@ fn file_in_yaml_out() {
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let pod: serde_json::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    let pod = yaml::value(&text(&out.stdout), &INPUT_LIMITS).unwrap();
     assert_eq!(
         pod["spec"]["initContainers"][0]["name"],
         "gke-metadata-wait"
@@ -87,7 +90,7 @@ fn not_opted_in_warns_on_stderr_and_passes_through() {
     let out = run(&["inject", "-f", "-"], Some(POD));
     assert!(out.status.success());
     assert!(text(&out.stderr).contains("lacks gke-wi-injector.dev/inject=enabled"));
-    let pod: serde_json::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    let pod = yaml::value(&text(&out.stdout), &INPUT_LIMITS).unwrap();
     assert!(pod["spec"].get("initContainers").is_none());
 }
 
@@ -195,4 +198,65 @@ fn review_output_is_an_admission_review_per_pod() {
     assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(review["response"]["allowed"], true);
     assert_eq!(review["response"]["patchType"], "JSONPatch");
+}
+
+/// Nine anchors, each a list of nine aliases of the one before: 9^9 leaves from 400 bytes.
+fn alias_bomb() -> String {
+    let mut s = String::from("a0: &a0 [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n");
+    for i in 1..9 {
+        let refs = vec![format!("*a{}", i - 1); 9].join(",");
+        s.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    s
+}
+
+#[test]
+fn proxy_config_alias_bomb_is_printed_untouched_with_a_warning() {
+    let bomb = alias_bomb();
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "a", "annotations": {"proxy.istio.io/config": bomb}},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}]}
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bomb.yaml");
+    std::fs::write(&f, yaml::to_string(&pod).unwrap()).unwrap();
+    let labels = format!("{ON},gke-wi-injector.dev/istio=enabled");
+    let started = std::time::Instant::now();
+    let out = run(
+        &[
+            "inject",
+            "-f",
+            f.to_str().unwrap(),
+            "--namespace-labels",
+            &labels,
+        ],
+        None,
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = yaml::value(&text(&out.stdout), &INPUT_LIMITS).unwrap();
+    assert_eq!(
+        printed["metadata"]["annotations"]["proxy.istio.io/config"],
+        bomb.as_str()
+    );
+    assert_eq!(
+        printed["spec"]["initContainers"][0]["name"],
+        "gke-metadata-wait"
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("bomb.yaml") && err.contains("proxy.istio.io/config hits the aliases bound"),
+        "{err}"
+    );
+}
+
+#[test]
+fn input_alias_bomb_names_file_and_document() {
+    let input = format!("{POD}---\n{}", alias_bomb());
+    assert_bad(
+        &["inject", "-f", "-", "--namespace-labels", ON],
+        Some(&input),
+        &["<stdin>", "document 2", "(yaml)", "alias"],
+    );
 }

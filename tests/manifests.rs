@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use gke_wi_injector::inject::INPUT_LIMITS;
+use gke_wi_injector::yaml;
 use k8s_openapi::api::admissionregistration::v1::{MutatingWebhook, MutatingWebhookConfiguration};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, PodSpec, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -99,9 +100,9 @@ impl Tree {
 
     fn build(&self, dir: &str) -> Objects {
         let yaml = self.kustomize(dir, &["build", "."]);
-        let docs = serde_yaml::Deserializer::from_str(&yaml)
-            .map(|d| Value::deserialize(d).unwrap())
-            .filter(|v| !v.is_null())
+        let docs = yaml::documents(&yaml, &INPUT_LIMITS)
+            .unwrap()
+            .into_iter()
             .map(unwrap_base64)
             .collect();
         Objects {

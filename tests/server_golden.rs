@@ -15,10 +15,11 @@ use base64::Engine as _;
 use clap::Parser as _;
 use gke_wi_injector::admission::OnError;
 use gke_wi_injector::cli::{Cli, Command, InjectArgs, OutputFormat};
+use gke_wi_injector::inject::INPUT_LIMITS;
 use gke_wi_injector::metrics::Metrics;
 use gke_wi_injector::server::{AppState, router};
+use gke_wi_injector::yaml;
 use http_body_util::BodyExt as _;
-use serde::Deserialize as _;
 use serde_json::Value;
 use support::{StaticNamespaces, pod_review};
 use tower::ServiceExt as _;
@@ -28,10 +29,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn documents(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|d| Value::deserialize(d).unwrap())
-        .filter(|v| !v.is_null())
-        .collect()
+    yaml::documents(text, &INPUT_LIMITS).unwrap()
 }
 
 /// The fixture's `# inject: FLAGS` line, parsed as the CLI would.

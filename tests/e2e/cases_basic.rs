@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use gke_wi_injector::yaml;
 use serde_json::{Value, json};
 
 use crate::{
@@ -288,10 +289,12 @@ pub fn per_feature_labels_and_annotations(env: &Env) -> Result<()> {
         "{EXCLUDE}: {}",
         ann[EXCLUDE]
     );
-    let cfg: serde_yaml::Value =
-        serde_yaml::from_str(ann[PROXY].as_str().context("proxy config")?)?;
-    let want: serde_yaml::Value =
-        serde_yaml::from_str("{concurrency: 2, holdApplicationUntilProxyStarts: true}")?;
+    let limits = &gke_wi_injector::istio::PROXY_CONFIG_LIMITS;
+    let cfg = yaml::value(ann[PROXY].as_str().context("proxy config")?, limits)?;
+    let want = yaml::value(
+        "{concurrency: 2, holdApplicationUntilProxyStarts: true}",
+        limits,
+    )?;
     ensure!(cfg == want, "{PROXY}: {:?}", ann[PROXY]);
     Ok(())
 }

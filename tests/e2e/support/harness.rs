@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use gke_wi_injector::yaml;
 use serde_json::Value;
 
 use crate::control_plane::ControlPlane;
@@ -302,14 +303,10 @@ pub fn sample(text: &str, series: &str) -> f64 {
 /// `kubectl kustomize <dir>` split into its documents.
 pub fn kustomize(cp: &ControlPlane, dir: &Path) -> Result<Vec<Value>> {
     let out = run(cp.kubectl(&["kustomize", &dir.display().to_string()]))?;
-    let mut docs = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&out) {
-        let v = serde_json::to_value(<serde_yaml::Value as serde::Deserialize>::deserialize(doc)?)?;
-        if !v.is_null() {
-            docs.push(v);
-        }
-    }
-    Ok(docs)
+    Ok(yaml::documents(
+        &out,
+        &gke_wi_injector::inject::INPUT_LIMITS,
+    )?)
 }
 
 /// The document of `kind` named `name`.
