@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
-use serde::Deserialize as _;
 use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::policy::Labels;
 use crate::reload::{self, Refusal};
+use crate::yaml;
 
 /// Label of the file source in `reload_failures_total`.
 pub const RELOAD_SOURCE: &str = "namespaces";
@@ -89,21 +89,26 @@ pub enum NamespacesFileError {
 }
 
 /// Namespaces and their labels, parsed from YAML or JSON: `Namespace` objects in one or more
-/// documents, or a `List`/`NamespaceList` of them. Errors name the file, the document (from 1)
-/// and the field.
+/// documents, or a `List`/`NamespaceList` of them, read within [`yaml::FILE_LIMITS`]. Errors
+/// name the file, the document (from 1, empty documents not counted) and the field.
 pub fn parse_namespaces(
     text: &str,
     path: &Path,
 ) -> Result<HashMap<String, Arc<Labels>>, NamespacesFileError> {
     let mut out = HashMap::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    let docs =
+        yaml::documents(text, &yaml::FILE_LIMITS).map_err(|e| NamespacesFileError::Document {
+            path: path.to_path_buf(),
+            index: e.document.unwrap_or(1),
+            problem: format!("not YAML or JSON: {}", e.problem()),
+        })?;
+    for (i, value) in docs.into_iter().enumerate() {
         let index = i + 1;
         let bad = |problem: String| NamespacesFileError::Document {
             path: path.to_path_buf(),
             index,
             problem,
         };
-        let value = Value::deserialize(doc).map_err(|e| bad(format!("not YAML or JSON: {e}")))?;
         match value {
             Value::Null => continue,
             Value::Object(_) => {}
@@ -326,8 +331,40 @@ mod tests {
         "just text",
         "ns.yaml: document 1: expected a Namespace or a List of Namespaces"
     )]
+    #[case::broken_second_document(
+        "kind: Namespace\nmetadata: {name: a}\n---\nkind: [",
+        "ns.yaml: document 2: not YAML or JSON: "
+    )]
     fn bad_files_name_file_document_and_field(#[case] text: &str, #[case] want: &str) {
-        assert_eq!(parse(text).unwrap_err(), want);
+        let got = parse(text).unwrap_err();
+        if want.ends_with(": ") {
+            assert!(got.starts_with(want), "{got}");
+        } else {
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_within_the_file_limits() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let doc = format!(
+            "kind: Namespace\nmetadata: {{name: a, labels: {{}}}}\nbomb:\n  {}",
+            text.replace('\n', "\n  ")
+        );
+        let started = std::time::Instant::now();
+        let err = parse(&doc).unwrap_err();
+        assert!(
+            err.starts_with("ns.yaml: document 1: not YAML or JSON: "),
+            "{err}"
+        );
+        assert!(err.contains("limit"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[tokio::test]
