@@ -17,7 +17,9 @@ pub mod wait;
 pub mod warnings;
 
 pub mod admin;
+pub mod budget;
 pub mod certs;
+pub mod connections;
 pub mod metrics;
 pub mod namespaces;
 pub mod namespaces_kube;

@@ -23,8 +23,15 @@ pub const LATENCY_BUCKETS: [f64; 15] = [
 pub struct OutcomeLabel {
     /// `mutated`, `unchanged`, `skipped`, `ignored`, `error`, `denied`, or for requests that are
     /// not answered with a review: `bad_request`, `unsupported_media_type`, `payload_too_large`,
-    /// `request_timeout`.
+    /// `request_timeout`, `over_capacity` (the body-byte budget is spent: 503).
     pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TimeoutLabel {
+    /// `handshake` (TLS), `header` (a request head started and not finished), `idle` (no request
+    /// in flight).
+    pub timeout: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,6 +64,11 @@ pub struct Metrics {
     namespaces_synced: Gauge,
     cert_not_after: Gauge,
     reload_failures: Family<SourceLabel, Counter>,
+    connections_open: Gauge,
+    connections_rejected: Counter,
+    connection_timeouts: Family<TimeoutLabel, Counter>,
+    accept_errors: Counter,
+    body_bytes_buffered: Gauge,
     /// Serializes scrapes: gauges are refreshed just before encoding.
     scrape: Mutex<()>,
 }
@@ -124,8 +136,43 @@ impl Metrics {
             "Changed files that were refused; the previous contents stay in use",
             reload_failures.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Connections of the admission listener, accepted and not yet closed",
+            connections_open.clone(),
+        );
+        let connections_rejected = Counter::default();
+        registry.register(
+            "connections_rejected",
+            "Connections closed at once, before the TLS handshake, because --max-connections were open",
+            connections_rejected.clone(),
+        );
+        let connection_timeouts = Family::<TimeoutLabel, Counter>::default();
+        registry.register(
+            "connection_timeouts",
+            "Connections closed by the server for taking too long, by timeout",
+            connection_timeouts.clone(),
+        );
+        let accept_errors = Counter::default();
+        registry.register(
+            "accept_errors",
+            "Failed accepts on the admission listener (out of file descriptors, for instance)",
+            accept_errors.clone(),
+        );
+        let body_bytes_buffered = Gauge::default();
+        registry.register(
+            "body_bytes_buffered",
+            "Request-body bytes held in memory now, out of --max-body-bytes-in-flight",
+            body_bytes_buffered.clone(),
+        );
         Metrics {
             registry,
+            connections_open,
+            connections_rejected,
+            connection_timeouts,
+            accept_errors,
+            body_bytes_buffered,
             requests,
             features,
             latency,
@@ -177,6 +224,31 @@ impl Metrics {
         self.reload_failures
             .get_or_create(&SourceLabel { source })
             .get()
+    }
+
+    /// One more (`delta` 1) or one less (-1) open connection.
+    pub fn connections_open(&self, delta: i64) {
+        self.connections_open.inc_by(delta);
+    }
+
+    pub fn connection_rejected(&self) {
+        self.connections_rejected.inc();
+    }
+
+    /// A connection closed by `timeout`: `handshake`, `header` or `idle`.
+    pub fn connection_timed_out(&self, timeout: &'static str) {
+        self.connection_timeouts
+            .get_or_create(&TimeoutLabel { timeout })
+            .inc();
+    }
+
+    pub fn accept_failed(&self) {
+        self.accept_errors.inc();
+    }
+
+    /// Body bytes taken (`delta` > 0) from or given back (< 0) to the budget.
+    pub fn body_bytes_buffered(&self, delta: i64) {
+        self.body_bytes_buffered.inc_by(delta);
     }
 
     /// Prometheus text exposition, with the namespace gauges refreshed first.

@@ -9,18 +9,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{self, AdminState, Readiness};
+use crate::budget::BodyBudget;
 use crate::cli::ServeArgs;
+use crate::connections::{self, Limits};
 use crate::metrics::Metrics;
 use crate::namespaces::{FileNamespaces, NamespaceSource};
 use crate::namespaces_kube::{self, KubeNamespaces};
@@ -29,8 +26,6 @@ use crate::server::{self, AppState};
 use crate::telemetry;
 use crate::tls::{CertSource, Tls};
 
-/// Longest a client may take to finish the TLS handshake or send request headers.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest the admin listener waits for its own connections at the very end.
 const ADMIN_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -56,15 +51,18 @@ pub struct Server {
 
 impl Server {
     /// Binds both listeners and starts serving. `stop` is also what ends the reloaders and the
-    /// namespace watch; it turns true when the listener closes.
+    /// namespace watch; it turns true when the listener closes. The open-files limit is raised
+    /// first, and `limits.max_connections` lowered if it does not fit.
     pub async fn start(
         listen: SocketAddr,
         admin_listen: SocketAddr,
         shutdown_grace: Duration,
+        limits: Limits,
         app: AppState,
         tls: Arc<rustls::ServerConfig>,
         stop: watch::Sender<bool>,
     ) -> Result<Server, BindError> {
+        let limits = limits.within_open_files_limit();
         let listener = TcpListener::bind(listen).await.map_err(|error| BindError {
             flag: "--listen",
             addr: listen,
@@ -105,10 +103,13 @@ impl Server {
                 tracing::error!(%error, "admin listener failed");
             }
         });
-        let main = tokio::spawn(serve_tls(
+        let metrics = app.metrics.clone();
+        let main = tokio::spawn(connections::serve(
             listener,
             TlsAcceptor::from(tls),
             server::router(app),
+            limits,
+            metrics,
             stop.subscribe(),
             shutdown_grace,
         ));
@@ -160,70 +161,6 @@ impl Server {
         {
             admin.abort();
         }
-    }
-}
-
-/// Accepts TLS connections until `stop`, serving each (HTTP/1.1 or HTTP/2) in its own task;
-/// then closes the listener and waits up to `grace` for the connections' requests to finish.
-async fn serve_tls(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    app: Router,
-    mut stop: watch::Receiver<bool>,
-    grace: Duration,
-) {
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
-    loop {
-        let (tcp, peer) = tokio::select! {
-            biased;
-            () = reload::until_stopped(&mut stop) => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors, for instance: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let (acceptor, app, builder, watcher) = (
-            acceptor.clone(),
-            app.clone(),
-            builder.clone(),
-            graceful.watcher(),
-        );
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-            };
-            let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
-            if let Err(error) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    let open = graceful.count();
-    tracing::info!(
-        open_connections = open,
-        "listener closed; draining in-flight requests"
-    );
-    match tokio::time::timeout(grace, graceful.shutdown()).await {
-        Ok(()) => tracing::info!("drained"),
-        Err(_) => tracing::warn!(
-            grace_ms = grace.as_millis() as u64,
-            "requests still in flight after --shutdown-grace; closing them"
-        ),
     }
 }
 
@@ -306,12 +243,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         on_error: args.on_error,
         namespaces,
         metrics,
-        body_timeout: server::BODY_TIMEOUT,
+        body_timeout: args.body_timeout,
+        body_budget: BodyBudget::new(args.max_body_bytes_in_flight),
+    };
+    let limits = Limits {
+        max_connections: args.max_connections,
+        idle_timeout: args.idle_timeout,
+        header_timeout: args.header_timeout,
     };
     let server = Server::start(
         args.listen,
         args.admin_listen,
         args.shutdown_grace,
+        limits,
         app,
         tls_config,
         stop,

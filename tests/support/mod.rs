@@ -150,6 +150,9 @@ pub fn app_state(on_error: OnError) -> AppState {
         }),
         metrics: Arc::new(Metrics::new()),
         body_timeout: BODY_TIMEOUT,
+        body_budget: gke_wi_injector::budget::BodyBudget::new(
+            gke_wi_injector::server::BODY_BUDGET_BYTES,
+        ),
     }
 }
 
@@ -193,12 +196,16 @@ impl TestServer {
             namespaces,
             metrics: metrics.clone(),
             body_timeout: BODY_TIMEOUT,
+            body_budget: gke_wi_injector::budget::BodyBudget::new(
+                gke_wi_injector::server::BODY_BUDGET_BYTES,
+            ),
         };
         let any = "127.0.0.1:0".parse().unwrap();
         let server = Server::start(
             any,
             any,
             shutdown_grace,
+            gke_wi_injector::connections::Limits::default(),
             app,
             tls.server_config().unwrap(),
             stop,

@@ -1,0 +1,566 @@
+//! The admission listener's connections (SPEC §9): a cap on open connections, the TLS handshake,
+//! HTTP/1.1 or HTTP/2 by ALPN with explicit protocol limits, and the timeouts that close a
+//! connection a client holds without using it.
+//!
+//! | bound | what a client sees |
+//! |---|---|
+//! | `--max-connections` open at once | one more is accepted and closed at once, before any TLS work |
+//! | `--header-timeout` for the TLS handshake | the connection is closed |
+//! | `--header-timeout` from a request head's first byte to its end (HTTP/1.1) | the connection is closed |
+//! | `--idle-timeout` with no request in flight | HTTP/1.1: closed; HTTP/2: GOAWAY, then closed |
+//! | HTTP/2: [`H2_MAX_CONCURRENT_STREAMS`] streams, [`H2_MAX_HEADER_LIST_SIZE`] of headers | streams refused; oversized headers answered 431 |
+//! | HTTP/2: resets and CONTINUATION floods (h2's limits, set here explicitly) | GOAWAY `ENHANCE_YOUR_CALM` |
+//!
+//! The idle clock runs only while no request is in flight; bytes alone (HTTP/2 PINGs, a head
+//! that never ends) do not restart it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
+
+use crate::metrics::Metrics;
+use crate::reload;
+
+/// HTTP/2 streams open at once on one connection; more are refused (`REFUSED_STREAM`).
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 32;
+/// Largest HTTP/2 header list (decoded); it also bounds the CONTINUATION frames of one head.
+pub const H2_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+/// Streams a client may reset before the server has accepted them (rapid reset,
+/// CVE-2023-44487); past it the connection gets GOAWAY `ENHANCE_YOUR_CALM`.
+pub const H2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+/// Streams the server may reset for a client's protocol errors before it sends GOAWAY.
+pub const H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
+/// A PING after this long without a frame from the client; no answer within
+/// [`H2_KEEP_ALIVE_TIMEOUT`] closes the connection (a peer that vanished).
+pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest HTTP/1.1 read buffer, and so the largest request head: the API server sends a few
+/// hundred bytes of headers.
+pub const H1_MAX_BUF_SIZE: usize = 32 * 1024;
+pub const H1_MAX_HEADERS: usize = 100;
+/// File descriptors kept out of `--max-connections`: the admin listener, the files re-read, logs.
+pub const FD_RESERVE: u64 = 64;
+/// How long a connection being closed for idleness may take to say goodbye (GOAWAY).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Accept errors and refused connections are logged at most once per interval.
+const LOG_INTERVAL: Duration = Duration::from_secs(5);
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Bounds of the admission listener (`--max-connections`, `--idle-timeout`, `--header-timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: u32,
+    pub idle_timeout: Duration,
+    pub header_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 512,
+            idle_timeout: Duration::from_secs(120),
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Limits {
+    /// Raises the soft open-files limit to the hard one, then lowers `max_connections` if the
+    /// limit leaves less than [`FD_RESERVE`] descriptors beside them. Logs both limits.
+    pub fn within_open_files_limit(mut self) -> Limits {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let before = getrlimit(Resource::Nofile);
+        if before.current != before.maximum {
+            let raised = Rlimit {
+                current: before.maximum,
+                maximum: before.maximum,
+            };
+            if let Err(error) = setrlimit(Resource::Nofile, raised) {
+                tracing::warn!(%error, "cannot raise the open-files limit");
+            }
+        }
+        let now = getrlimit(Resource::Nofile);
+        let show = |l: Option<u64>| l.map_or("unlimited".to_string(), |n| n.to_string());
+        tracing::info!(
+            soft_before = show(before.current),
+            soft = show(now.current),
+            hard = show(now.maximum),
+            "open-files limit"
+        );
+        if let Some(soft) = now.current {
+            let room = u32::try_from(soft.saturating_sub(FD_RESERVE).max(1)).unwrap_or(u32::MAX);
+            if room < self.max_connections {
+                tracing::warn!(
+                    max_connections = self.max_connections,
+                    lowered_to = room,
+                    open_files_limit = soft,
+                    "--max-connections lowered to fit the open-files limit"
+                );
+                self.max_connections = room;
+            }
+        }
+        self
+    }
+}
+
+/// What every connection task shares.
+struct Shared {
+    acceptor: TlsAcceptor,
+    app: Router,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+    /// For a client that negotiated no ALPN: HTTP/2 if it starts with the HTTP/2 preface.
+    any: auto::Builder<TokioExecutor>,
+}
+
+fn builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Head timeouts are kept by `Activity`: hyper's own would also cut idle keep-alive.
+    builder
+        .http1()
+        .header_read_timeout(None)
+        .max_buf_size(H1_MAX_BUF_SIZE)
+        .max_headers(H1_MAX_HEADERS);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST_SIZE)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET_STREAMS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET_STREAMS)
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
+    builder
+}
+
+/// Accepts connections until `stop`, at most `limits.max_connections` at once, each served in
+/// its own task; then closes the listener and waits up to `grace` for their requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: Router,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let shared = Arc::new(Shared {
+        acceptor,
+        app,
+        limits,
+        metrics: metrics.clone(),
+        h1: builder().http1_only(),
+        h2: builder().http2_only(),
+        any: builder(),
+    });
+    let (mut failures, mut refusals) = (Throttle::new(LOG_INTERVAL), Throttle::new(LOG_INTERVAL));
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    loop {
+        let (tcp, peer) = tokio::select! {
+            biased;
+            () = reload::until_stopped(&mut stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, for instance: back off instead of spinning.
+                    metrics.accept_failed();
+                    if let Some(suppressed) = failures.admit() {
+                        let backoff_ms = backoff.as_millis() as u64;
+                        tracing::warn!(%error, suppressed, backoff_ms, "accept failed");
+                    }
+                    tokio::select! {
+                        biased;
+                        () = reload::until_stopped(&mut stop) => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    continue;
+                }
+            },
+        };
+        backoff = ACCEPT_BACKOFF_MIN;
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Closed before any TLS work: a client over the cap costs an accept and a close.
+            drop(tcp);
+            metrics.connection_rejected();
+            if let Some(suppressed) = refusals.admit() {
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    suppressed,
+                    "connection limit reached; closing new connections at once"
+                );
+            }
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(connection(shared.clone(), tcp, peer, slot, stop.clone()));
+    }
+    drop(listener);
+    let open = limits.max_connections as usize - slots.available_permits();
+    tracing::info!(
+        open_connections = open,
+        "listener closed; draining in-flight requests"
+    );
+    // Every connection holds a slot until it has closed.
+    match tokio::time::timeout(grace, slots.acquire_many(limits.max_connections)).await {
+        Ok(_) => tracing::info!("drained"),
+        Err(_) => tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "requests still in flight after --shutdown-grace; closing them"
+        ),
+    }
+}
+
+/// One connection, from the TLS handshake to its close.
+async fn connection(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    _slot: OwnedSemaphorePermit,
+    mut stop: watch::Receiver<bool>,
+) {
+    let metrics = &shared.metrics;
+    metrics.connections_open(1);
+    let _open = scopeguard(|| metrics.connections_open(-1));
+    let limits = shared.limits;
+    let tls = match tokio::time::timeout(limits.header_timeout, shared.acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
+        Err(_) => {
+            metrics.connection_timed_out("handshake");
+            return tracing::debug!(%peer, "TLS handshake timed out");
+        }
+    };
+    let (builder, heads) = match tls.get_ref().1.alpn_protocol() {
+        Some(b"h2") => (&shared.h2, HEADS_OFF),
+        Some(b"http/1.1") => (&shared.h1, HEADS_ON),
+        _ => (&shared.any, HEADS_UNKNOWN),
+    };
+    let activity = Arc::new(Activity::new(heads));
+    let io = TokioIo::new(Watched {
+        io: tls,
+        activity: activity.clone(),
+    });
+    let (app, requests) = (shared.app.clone(), activity.clone());
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let in_flight = requests.begin();
+        let app = app.clone();
+        async move {
+            let _in_flight = in_flight;
+            app.oneshot(request).await
+        }
+    });
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let (mut closing, mut stopping) = (None::<Instant>, false);
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+                return;
+            }
+            timeout = activity.expired(limits), if closing.is_none() => {
+                metrics.connection_timed_out(timeout);
+                tracing::debug!(%peer, timeout, "closing a connection that timed out");
+                if timeout == "header" {
+                    // A head cut short has no graceful end.
+                    return;
+                }
+                conn.as_mut().graceful_shutdown();
+                closing = Some(Instant::now() + CLOSE_GRACE);
+            }
+            () = reload::until_stopped(&mut stop), if !stopping && closing.is_none() => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = tokio::time::sleep_until(closing.unwrap_or_else(Instant::now)), if closing.is_some() => {
+                return;
+            }
+        }
+    }
+}
+
+/// Runs `f` when dropped.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+/// Whether bytes read while no request is in flight start a head that must end within the
+/// header timeout: HTTP/1.1 yes; HTTP/2 no (PINGs and SETTINGS are not requests); without ALPN,
+/// decided by the first bytes.
+const HEADS_ON: u8 = 1;
+const HEADS_OFF: u8 = 2;
+const HEADS_UNKNOWN: u8 = 3;
+const NEVER: u64 = u64::MAX;
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What a connection's timeouts need to know: requests in flight, since when none, and since
+/// when a head has been arriving. Times are microseconds since `epoch`.
+struct Activity {
+    epoch: Instant,
+    heads: AtomicU8,
+    in_flight: AtomicUsize,
+    idle_since: AtomicU64,
+    head_since: AtomicU64,
+    /// Told when a deadline may have moved.
+    changed: Notify,
+}
+
+impl Activity {
+    fn new(heads: u8) -> Self {
+        Activity {
+            epoch: Instant::now(),
+            heads: AtomicU8::new(heads),
+            in_flight: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            head_since: AtomicU64::new(NEVER),
+            changed: Notify::new(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    fn at(&self, micros: u64, after: Duration) -> Instant {
+        self.epoch + Duration::from_micros(micros) + after
+    }
+
+    fn read(&self, bytes: &[u8]) {
+        if self.heads.load(Ordering::Relaxed) == HEADS_UNKNOWN {
+            let n = bytes.len().min(H2_PREFACE.len());
+            let h2 = H2_PREFACE.starts_with(&bytes[..n]);
+            let heads = if h2 { HEADS_OFF } else { HEADS_ON };
+            self.heads.store(heads, Ordering::Relaxed);
+        }
+        if self.heads.load(Ordering::Relaxed) == HEADS_ON
+            && self.in_flight.load(Ordering::SeqCst) == 0
+            && self.head_since.load(Ordering::SeqCst) == NEVER
+        {
+            self.head_since.store(self.now(), Ordering::SeqCst);
+            self.changed.notify_one();
+        }
+    }
+
+    /// A request reached the application; until the guard drops it is in flight.
+    fn begin(self: &Arc<Self>) -> impl Drop + Send + use<> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.head_since.store(NEVER, Ordering::SeqCst);
+        let activity = self.clone();
+        scopeguard(move || {
+            if activity.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+                activity.head_since.store(NEVER, Ordering::SeqCst);
+                activity.idle_since.store(activity.now(), Ordering::SeqCst);
+                activity.changed.notify_one();
+            }
+        })
+    }
+
+    /// The next deadline and its name, or `None` while a request is in flight.
+    fn deadline(&self, limits: Limits) -> Option<(Instant, &'static str)> {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let idle = self.at(self.idle_since.load(Ordering::SeqCst), limits.idle_timeout);
+        match self.head_since.load(Ordering::SeqCst) {
+            NEVER => Some((idle, "idle")),
+            head => Some((self.at(head, limits.header_timeout), "header").min((idle, "idle"))),
+        }
+    }
+
+    /// Resolves with the name of the first timeout that passes.
+    async fn expired(&self, limits: Limits) -> &'static str {
+        loop {
+            match self.deadline(limits) {
+                None => self.changed.notified().await,
+                Some((at, name)) if at <= Instant::now() => return name,
+                Some((at, _)) => tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = self.changed.notified() => {}
+                },
+            }
+        }
+    }
+}
+
+/// The TLS stream, reporting the bytes it reads to the connection's [`Activity`].
+struct Watched<T> {
+    io: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.io).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            let new = &buf.filled()[before..];
+            if !new.is_empty() {
+                self.activity.read(new);
+            }
+        }
+        result
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Lets one event in per interval, counting the others.
+struct Throttle {
+    interval: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    fn new(interval: Duration) -> Self {
+        Throttle {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(events suppressed since the last one let in)`, or `None` to stay quiet.
+    fn admit(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self.last.is_some_and(|last| now < last + self.interval) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_throttle_lets_one_event_in_per_interval_and_counts_the_rest() {
+        let interval = Duration::from_millis(300);
+        let mut throttle = Throttle::new(interval);
+        assert_eq!(throttle.admit(), Some(0));
+        for _ in 0..99 {
+            assert_eq!(throttle.admit(), None);
+        }
+        tokio::time::sleep(interval).await;
+        assert_eq!(throttle.admit(), Some(99));
+        assert_eq!(throttle.admit(), None);
+    }
+
+    const LIMITS: Limits = Limits {
+        max_connections: 1,
+        idle_timeout: Duration::from_millis(400),
+        header_timeout: Duration::from_millis(200),
+    };
+
+    #[tokio::test]
+    async fn idle_runs_only_without_requests_and_a_head_must_end_in_time() {
+        let activity = Arc::new(Activity::new(HEADS_ON));
+        let (at, name) = activity.deadline(LIMITS).unwrap();
+        assert_eq!(name, "idle");
+        assert!(at <= Instant::now() + LIMITS.idle_timeout);
+        activity.read(b"POST /mut");
+        let (at, name) = activity.deadline(LIMITS).unwrap();
+        assert_eq!(name, "header");
+        assert!(at <= Instant::now() + LIMITS.header_timeout);
+        let started = Instant::now();
+        assert_eq!(activity.expired(LIMITS).await, "header");
+        assert!(started.elapsed() < LIMITS.header_timeout + Duration::from_millis(100));
+
+        let request = activity.begin();
+        assert_eq!(
+            activity.deadline(LIMITS),
+            None,
+            "no clock while a request is in flight"
+        );
+        activity.read(b"more body");
+        tokio::time::sleep(LIMITS.idle_timeout).await;
+        let watch = activity.clone();
+        let expired = tokio::spawn(async move { watch.expired(LIMITS).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!expired.is_finished());
+        let idle_from = Instant::now();
+        drop(request);
+        assert_eq!(expired.await.unwrap(), "idle");
+        assert!(idle_from.elapsed() >= LIMITS.idle_timeout - Duration::from_millis(5));
+    }
+
+    #[test]
+    fn http2_bytes_start_no_head() {
+        for (heads, first, want) in [
+            (HEADS_OFF, &b"\0\0\x08\x06"[..], false),
+            (HEADS_UNKNOWN, H2_PREFACE, false),
+            (HEADS_UNKNOWN, b"PRI *", false),
+            (HEADS_UNKNOWN, b"POST /mutate HTTP/1.1\r\n", true),
+        ] {
+            let activity = Activity::new(heads);
+            activity.read(first);
+            let started = activity.head_since.load(Ordering::SeqCst) != NEVER;
+            assert_eq!(started, want, "{first:?}");
+        }
+    }
+}
