@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod limits;
 pub mod router;
 
 use std::collections::HashMap;
