@@ -1,6 +1,7 @@
-//! The admission listener's connections (SPEC §9): a cap on open connections, the TLS handshake,
-//! HTTP/1.1 or HTTP/2 by ALPN with explicit protocol limits, and the timeouts that close a
-//! connection a client holds without using it.
+//! Connections of both listeners (SPEC §9): a cap on open connections, the TLS handshake
+//! (admission listener), HTTP/1.1 or HTTP/2 by ALPN (or by the first bytes) with explicit protocol
+//! limits, and the timeouts that close a connection a client holds without using it. The admin
+//! listener has the same protections with fixed bounds ([`ADMIN_LIMITS`]).
 //!
 //! | bound | what a client sees |
 //! |---|---|
@@ -14,25 +15,24 @@
 //! The idle clock runs only while no request is in flight; bytes alone (HTTP/2 PINGs, a head
 //! that never ends) do not restart it.
 
-use std::io;
+mod activity;
+
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
+use self::activity::{Activity, HEADS_OFF, HEADS_ON, HEADS_UNKNOWN, Watched, scopeguard};
 use crate::metrics::Metrics;
 use crate::reload;
 
@@ -53,8 +53,16 @@ pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// hundred bytes of headers.
 pub const H1_MAX_BUF_SIZE: usize = 32 * 1024;
 pub const H1_MAX_HEADERS: usize = 100;
-/// File descriptors kept out of `--max-connections`: the admin listener, the files re-read, logs.
-pub const FD_RESERVE: u64 = 64;
+/// Bounds of the plain-HTTP admin listener: kubelet probes open one connection per probe and
+/// Prometheus keeps one alive between scrapes.
+pub const ADMIN_LIMITS: Limits = Limits {
+    max_connections: 64,
+    idle_timeout: Duration::from_secs(90),
+    header_timeout: Duration::from_secs(10),
+};
+/// File descriptors kept out of `--max-connections`: the admin listener's connections, the
+/// files re-read, the namespace watch, logs.
+pub const FD_RESERVE: u64 = ADMIN_LIMITS.max_connections as u64 + 64;
 /// How long a connection being closed for idleness may take to say goodbye (GOAWAY).
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Accept errors and refused connections are logged at most once per interval.
@@ -119,9 +127,20 @@ impl Limits {
     }
 }
 
+/// A bound socket, and how its connections are served.
+pub struct Listener {
+    /// `admission` or `admin`, the `listener` label of the connection metrics.
+    pub name: &'static str,
+    pub socket: TcpListener,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsAcceptor>,
+    pub limits: Limits,
+}
+
 /// What every connection task shares.
 struct Shared {
-    acceptor: TlsAcceptor,
+    name: &'static str,
+    tls: Option<TlsAcceptor>,
     app: Router,
     limits: Limits,
     metrics: Arc<Metrics>,
@@ -154,17 +173,23 @@ fn builder() -> auto::Builder<TokioExecutor> {
 /// Accepts connections until `stop`, at most `limits.max_connections` at once, each served in
 /// its own task; then closes the listener and waits up to `grace` for their requests to finish.
 pub async fn serve(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
+    listener: Listener,
     app: Router,
-    limits: Limits,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
+    let Listener {
+        name,
+        socket,
+        tls,
+        limits,
+    } = listener;
+    metrics.connections_open(name, 0);
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
     let shared = Arc::new(Shared {
-        acceptor,
+        name,
+        tls,
         app,
         limits,
         metrics: metrics.clone(),
@@ -178,14 +203,14 @@ pub async fn serve(
         let (tcp, peer) = tokio::select! {
             biased;
             () = reload::until_stopped(&mut stop) => break,
-            accepted = listener.accept() => match accepted {
+            accepted = socket.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors, for instance: back off instead of spinning.
-                    metrics.accept_failed();
+                    metrics.accept_failed(name);
                     if let Some(suppressed) = failures.admit() {
                         let backoff_ms = backoff.as_millis() as u64;
-                        tracing::warn!(%error, suppressed, backoff_ms, "accept failed");
+                        tracing::warn!(listener = name, %error, suppressed, backoff_ms, "accept failed");
                     }
                     tokio::select! {
                         biased;
@@ -201,9 +226,10 @@ pub async fn serve(
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             // Closed before any TLS work: a client over the cap costs an accept and a close.
             drop(tcp);
-            metrics.connection_rejected();
+            metrics.connection_rejected(name);
             if let Some(suppressed) = refusals.admit() {
                 tracing::warn!(
+                    listener = name,
                     max_connections = limits.max_connections,
                     suppressed,
                     "connection limit reached; closing new connections at once"
@@ -214,50 +240,75 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         tokio::spawn(connection(shared.clone(), tcp, peer, slot, stop.clone()));
     }
-    drop(listener);
+    drop(socket);
     let open = limits.max_connections as usize - slots.available_permits();
     tracing::info!(
+        listener = name,
         open_connections = open,
         "listener closed; draining in-flight requests"
     );
     // Every connection holds a slot until it has closed.
     match tokio::time::timeout(grace, slots.acquire_many(limits.max_connections)).await {
-        Ok(_) => tracing::info!("drained"),
+        Ok(_) => tracing::info!(listener = name, "drained"),
         Err(_) => tracing::warn!(
+            listener = name,
             grace_ms = grace.as_millis() as u64,
             "requests still in flight after --shutdown-grace; closing them"
         ),
     }
 }
 
-/// One connection, from the TLS handshake to its close.
+/// One connection, from the TLS handshake (if any) to its close.
 async fn connection(
     shared: Arc<Shared>,
     tcp: TcpStream,
     peer: SocketAddr,
     _slot: OwnedSemaphorePermit,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let metrics = &shared.metrics;
-    metrics.connections_open(1);
-    let _open = scopeguard(|| metrics.connections_open(-1));
-    let limits = shared.limits;
-    let tls = match tokio::time::timeout(limits.header_timeout, shared.acceptor.accept(tcp)).await {
+    let (metrics, name) = (&shared.metrics, shared.name);
+    metrics.connections_open(name, 1);
+    let _open = scopeguard(|| metrics.connections_open(name, -1));
+    let Some(acceptor) = &shared.tls else {
+        return serve_http(&shared, tcp, HEADS_UNKNOWN, peer, stop).await;
+    };
+    let handshake = acceptor.accept(tcp);
+    let tls = match tokio::time::timeout(shared.limits.header_timeout, handshake).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
         Err(_) => {
-            metrics.connection_timed_out("handshake");
+            metrics.connection_timed_out(name, "handshake");
             return tracing::debug!(%peer, "TLS handshake timed out");
         }
     };
-    let (builder, heads) = match tls.get_ref().1.alpn_protocol() {
-        Some(b"h2") => (&shared.h2, HEADS_OFF),
-        Some(b"http/1.1") => (&shared.h1, HEADS_ON),
-        _ => (&shared.any, HEADS_UNKNOWN),
+    let heads = match tls.get_ref().1.alpn_protocol() {
+        Some(b"h2") => HEADS_OFF,
+        Some(b"http/1.1") => HEADS_ON,
+        _ => HEADS_UNKNOWN,
     };
+    serve_http(&shared, tls, heads, peer, stop).await;
+}
+
+/// HTTP/1.1 or HTTP/2 on an established connection, until it closes or times out. `heads`:
+/// HTTP/1.1 (`HEADS_ON`), HTTP/2 (`HEADS_OFF`), or to be told from the first bytes.
+async fn serve_http<IO>(
+    shared: &Shared,
+    io: IO,
+    heads: u8,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let builder = match heads {
+        HEADS_ON => &shared.h1,
+        HEADS_OFF => &shared.h2,
+        _ => &shared.any,
+    };
+    let (metrics, name, limits) = (&shared.metrics, shared.name, shared.limits);
     let activity = Arc::new(Activity::new(heads));
     let io = TokioIo::new(Watched {
-        io: tls,
+        io,
         activity: activity.clone(),
     });
     let (app, requests) = (shared.app.clone(), activity.clone());
@@ -281,7 +332,7 @@ async fn connection(
                 return;
             }
             timeout = activity.expired(limits), if closing.is_none() => {
-                metrics.connection_timed_out(timeout);
+                metrics.connection_timed_out(name, timeout);
                 tracing::debug!(%peer, timeout, "closing a connection that timed out");
                 if timeout == "header" {
                     // A head cut short has no graceful end.
@@ -298,171 +349,6 @@ async fn connection(
                 return;
             }
         }
-    }
-}
-
-/// Runs `f` when dropped.
-fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
-}
-
-/// Whether bytes read while no request is in flight start a head that must end within the
-/// header timeout: HTTP/1.1 yes; HTTP/2 no (PINGs and SETTINGS are not requests); without ALPN,
-/// decided by the first bytes.
-const HEADS_ON: u8 = 1;
-const HEADS_OFF: u8 = 2;
-const HEADS_UNKNOWN: u8 = 3;
-const NEVER: u64 = u64::MAX;
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// What a connection's timeouts need to know: requests in flight, since when none, and since
-/// when a head has been arriving. Times are microseconds since `epoch`.
-struct Activity {
-    epoch: Instant,
-    heads: AtomicU8,
-    in_flight: AtomicUsize,
-    idle_since: AtomicU64,
-    head_since: AtomicU64,
-    /// Told when a deadline may have moved.
-    changed: Notify,
-}
-
-impl Activity {
-    fn new(heads: u8) -> Self {
-        Activity {
-            epoch: Instant::now(),
-            heads: AtomicU8::new(heads),
-            in_flight: AtomicUsize::new(0),
-            idle_since: AtomicU64::new(0),
-            head_since: AtomicU64::new(NEVER),
-            changed: Notify::new(),
-        }
-    }
-
-    fn now(&self) -> u64 {
-        self.epoch.elapsed().as_micros() as u64
-    }
-
-    fn at(&self, micros: u64, after: Duration) -> Instant {
-        self.epoch + Duration::from_micros(micros) + after
-    }
-
-    fn read(&self, bytes: &[u8]) {
-        if self.heads.load(Ordering::Relaxed) == HEADS_UNKNOWN {
-            let n = bytes.len().min(H2_PREFACE.len());
-            let h2 = H2_PREFACE.starts_with(&bytes[..n]);
-            let heads = if h2 { HEADS_OFF } else { HEADS_ON };
-            self.heads.store(heads, Ordering::Relaxed);
-        }
-        if self.heads.load(Ordering::Relaxed) == HEADS_ON
-            && self.in_flight.load(Ordering::SeqCst) == 0
-            && self.head_since.load(Ordering::SeqCst) == NEVER
-        {
-            self.head_since.store(self.now(), Ordering::SeqCst);
-            self.changed.notify_one();
-        }
-    }
-
-    /// A request reached the application; until the guard drops it is in flight.
-    fn begin(self: &Arc<Self>) -> impl Drop + Send + use<> {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.head_since.store(NEVER, Ordering::SeqCst);
-        let activity = self.clone();
-        scopeguard(move || {
-            if activity.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-                activity.head_since.store(NEVER, Ordering::SeqCst);
-                activity.idle_since.store(activity.now(), Ordering::SeqCst);
-                activity.changed.notify_one();
-            }
-        })
-    }
-
-    /// The next deadline and its name, or `None` while a request is in flight.
-    fn deadline(&self, limits: Limits) -> Option<(Instant, &'static str)> {
-        if self.in_flight.load(Ordering::SeqCst) > 0 {
-            return None;
-        }
-        let idle = self.at(self.idle_since.load(Ordering::SeqCst), limits.idle_timeout);
-        match self.head_since.load(Ordering::SeqCst) {
-            NEVER => Some((idle, "idle")),
-            head => Some((self.at(head, limits.header_timeout), "header").min((idle, "idle"))),
-        }
-    }
-
-    /// Resolves with the name of the first timeout that passes.
-    async fn expired(&self, limits: Limits) -> &'static str {
-        loop {
-            match self.deadline(limits) {
-                None => self.changed.notified().await,
-                Some((at, name)) if at <= Instant::now() => return name,
-                Some((at, _)) => tokio::select! {
-                    () = tokio::time::sleep_until(at) => {}
-                    () = self.changed.notified() => {}
-                },
-            }
-        }
-    }
-}
-
-/// The TLS stream, reporting the bytes it reads to the connection's [`Activity`].
-struct Watched<T> {
-    io: T,
-    activity: Arc<Activity>,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.io).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = result {
-            let new = &buf.filled()[before..];
-            if !new.is_empty() {
-                self.activity.read(new);
-            }
-        }
-        result
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -509,58 +395,5 @@ mod tests {
         tokio::time::sleep(interval).await;
         assert_eq!(throttle.admit(), Some(99));
         assert_eq!(throttle.admit(), None);
-    }
-
-    const LIMITS: Limits = Limits {
-        max_connections: 1,
-        idle_timeout: Duration::from_millis(400),
-        header_timeout: Duration::from_millis(200),
-    };
-
-    #[tokio::test]
-    async fn idle_runs_only_without_requests_and_a_head_must_end_in_time() {
-        let activity = Arc::new(Activity::new(HEADS_ON));
-        let (at, name) = activity.deadline(LIMITS).unwrap();
-        assert_eq!(name, "idle");
-        assert!(at <= Instant::now() + LIMITS.idle_timeout);
-        activity.read(b"POST /mut");
-        let (at, name) = activity.deadline(LIMITS).unwrap();
-        assert_eq!(name, "header");
-        assert!(at <= Instant::now() + LIMITS.header_timeout);
-        let started = Instant::now();
-        assert_eq!(activity.expired(LIMITS).await, "header");
-        assert!(started.elapsed() < LIMITS.header_timeout + Duration::from_millis(100));
-
-        let request = activity.begin();
-        assert_eq!(
-            activity.deadline(LIMITS),
-            None,
-            "no clock while a request is in flight"
-        );
-        activity.read(b"more body");
-        tokio::time::sleep(LIMITS.idle_timeout).await;
-        let watch = activity.clone();
-        let expired = tokio::spawn(async move { watch.expired(LIMITS).await });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!expired.is_finished());
-        let idle_from = Instant::now();
-        drop(request);
-        assert_eq!(expired.await.unwrap(), "idle");
-        assert!(idle_from.elapsed() >= LIMITS.idle_timeout - Duration::from_millis(5));
-    }
-
-    #[test]
-    fn http2_bytes_start_no_head() {
-        for (heads, first, want) in [
-            (HEADS_OFF, &b"\0\0\x08\x06"[..], false),
-            (HEADS_UNKNOWN, H2_PREFACE, false),
-            (HEADS_UNKNOWN, b"PRI *", false),
-            (HEADS_UNKNOWN, b"POST /mutate HTTP/1.1\r\n", true),
-        ] {
-            let activity = Activity::new(heads);
-            activity.read(first);
-            let started = activity.head_since.load(Ordering::SeqCst) != NEVER;
-            assert_eq!(started, want, "{first:?}");
-        }
     }
 }

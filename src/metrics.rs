@@ -28,7 +28,14 @@ pub struct OutcomeLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    /// `admission` (HTTPS, --listen) or `admin` (plain HTTP, --admin-listen).
+    pub listener: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TimeoutLabel {
+    pub listener: &'static str,
     /// `handshake` (TLS), `header` (a request head started and not finished), `idle` (no request
     /// in flight).
     pub timeout: &'static str,
@@ -64,10 +71,10 @@ pub struct Metrics {
     namespaces_synced: Gauge,
     cert_not_after: Gauge,
     reload_failures: Family<SourceLabel, Counter>,
-    connections_open: Gauge,
-    connections_rejected: Counter,
+    connections_open: Family<ListenerLabel, Gauge>,
+    connections_rejected: Family<ListenerLabel, Counter>,
     connection_timeouts: Family<TimeoutLabel, Counter>,
-    accept_errors: Counter,
+    accept_errors: Family<ListenerLabel, Counter>,
     body_bytes_buffered: Gauge,
     /// Serializes scrapes: gauges are refreshed just before encoding.
     scrape: Mutex<()>,
@@ -136,16 +143,16 @@ impl Metrics {
             "Changed files that were refused; the previous contents stay in use",
             reload_failures.clone(),
         );
-        let connections_open = Gauge::default();
+        let connections_open = Family::<ListenerLabel, Gauge>::default();
         registry.register(
             "connections_open",
-            "Connections of the admission listener, accepted and not yet closed",
+            "Connections accepted and not yet closed, by listener",
             connections_open.clone(),
         );
-        let connections_rejected = Counter::default();
+        let connections_rejected = Family::<ListenerLabel, Counter>::default();
         registry.register(
             "connections_rejected",
-            "Connections closed at once, before the TLS handshake, because --max-connections were open",
+            "Connections closed as soon as accepted, before any TLS work, because the listener's cap was reached",
             connections_rejected.clone(),
         );
         let connection_timeouts = Family::<TimeoutLabel, Counter>::default();
@@ -154,10 +161,10 @@ impl Metrics {
             "Connections closed by the server for taking too long, by timeout",
             connection_timeouts.clone(),
         );
-        let accept_errors = Counter::default();
+        let accept_errors = Family::<ListenerLabel, Counter>::default();
         registry.register(
             "accept_errors",
-            "Failed accepts on the admission listener (out of file descriptors, for instance)",
+            "Failed accepts (out of file descriptors, for instance), by listener",
             accept_errors.clone(),
         );
         let body_bytes_buffered = Gauge::default();
@@ -226,24 +233,30 @@ impl Metrics {
             .get()
     }
 
-    /// One more (`delta` 1) or one less (-1) open connection.
-    pub fn connections_open(&self, delta: i64) {
-        self.connections_open.inc_by(delta);
+    /// One more (`delta` 1) or one less (-1) open connection on `listener`.
+    pub fn connections_open(&self, listener: &'static str, delta: i64) {
+        self.connections_open
+            .get_or_create(&ListenerLabel { listener })
+            .inc_by(delta);
     }
 
-    pub fn connection_rejected(&self) {
-        self.connections_rejected.inc();
-    }
-
-    /// A connection closed by `timeout`: `handshake`, `header` or `idle`.
-    pub fn connection_timed_out(&self, timeout: &'static str) {
-        self.connection_timeouts
-            .get_or_create(&TimeoutLabel { timeout })
+    pub fn connection_rejected(&self, listener: &'static str) {
+        self.connections_rejected
+            .get_or_create(&ListenerLabel { listener })
             .inc();
     }
 
-    pub fn accept_failed(&self) {
-        self.accept_errors.inc();
+    /// A connection of `listener` closed by `timeout`: `handshake`, `header` or `idle`.
+    pub fn connection_timed_out(&self, listener: &'static str, timeout: &'static str) {
+        self.connection_timeouts
+            .get_or_create(&TimeoutLabel { listener, timeout })
+            .inc();
+    }
+
+    pub fn accept_failed(&self, listener: &'static str) {
+        self.accept_errors
+            .get_or_create(&ListenerLabel { listener })
+            .inc();
     }
 
     /// Body bytes taken (`delta` > 0) from or given back (< 0) to the budget.

@@ -17,11 +17,10 @@ use tokio_rustls::TlsAcceptor;
 use crate::admin::{self, AdminState, Readiness};
 use crate::budget::BodyBudget;
 use crate::cli::ServeArgs;
-use crate::connections::{self, Limits};
+use crate::connections::{self, Limits, Listener};
 use crate::metrics::Metrics;
 use crate::namespaces::{FileNamespaces, NamespaceSource};
 use crate::namespaces_kube::{self, KubeNamespaces};
-use crate::reload;
 use crate::server::{self, AppState};
 use crate::telemetry;
 use crate::tls::{CertSource, Tls};
@@ -93,22 +92,28 @@ impl Server {
             namespaces: app.namespaces.clone(),
             metrics: app.metrics.clone(),
         };
-        let (admin_stop, mut admin_stopped) = watch::channel(false);
-        let admin = tokio::spawn(async move {
-            let shutdown = async move { reload::until_stopped(&mut admin_stopped).await };
-            if let Err(error) = axum::serve(admin_listener, admin::router(admin_state))
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(%error, "admin listener failed");
-            }
-        });
+        let (admin_stop, admin_stopped) = watch::channel(false);
+        let admin = tokio::spawn(connections::serve(
+            Listener {
+                name: "admin",
+                socket: admin_listener,
+                tls: None,
+                limits: connections::ADMIN_LIMITS,
+            },
+            admin::router(admin_state),
+            app.metrics.clone(),
+            admin_stopped,
+            ADMIN_CLOSE_TIMEOUT,
+        ));
         let metrics = app.metrics.clone();
         let main = tokio::spawn(connections::serve(
-            listener,
-            TlsAcceptor::from(tls),
+            Listener {
+                name: "admission",
+                socket: listener,
+                tls: Some(TlsAcceptor::from(tls)),
+                limits,
+            },
             server::router(app),
-            limits,
             metrics,
             stop.subscribe(),
             shutdown_grace,

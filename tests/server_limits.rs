@@ -16,6 +16,8 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
 const MIB: usize = 1024 * 1024;
+const OPEN: &str = "gke_wi_injector_connections_open{listener=\"admission\"}";
+const REJECTED: &str = "gke_wi_injector_connections_rejected_total{listener=\"admission\"}";
 
 /// The JSON log lines whose message is `message`.
 fn log_lines(served: &Served, message: &str) -> Vec<serde_json::Value> {
@@ -95,10 +97,12 @@ async fn connections_with_nothing_to_do_are_closed_after_the_idle_timeout() {
     eprintln!("36 idle connections closed after {:?}", opened.elapsed());
 
     let idle_closed = s
-        .metric("gke_wi_injector_connection_timeouts_total{timeout=\"idle\"}")
+        .metric(
+            "gke_wi_injector_connection_timeouts_total{listener=\"admission\",timeout=\"idle\"}",
+        )
         .await;
     assert!(idle_closed >= 36.0, "{idle_closed}");
-    assert_eq!(s.metric("gke_wi_injector_connections_open").await, 0.0);
+    assert_eq!(s.metric(OPEN).await, 0.0);
     assert_eq!(s.review().await, Ok(200));
 }
 
@@ -161,8 +165,11 @@ async fn slow_handshakes_heads_and_bodies_are_cut_at_their_timeouts() {
     assert_eq!(answer.json()["reason"], "Timeout");
     assert_eq!(answer.header("retry-after"), None);
 
-    let timeouts =
-        |t: &str| format!("gke_wi_injector_connection_timeouts_total{{timeout=\"{t}\"}}");
+    let timeouts = |t: &str| {
+        format!(
+            "gke_wi_injector_connection_timeouts_total{{listener=\"admission\",timeout=\"{t}\"}}"
+        )
+    };
     assert_eq!(s.metric(&timeouts("handshake")).await, 1.0);
     assert_eq!(s.metric(&timeouts("header")).await, 2.0);
     let series = "gke_wi_injector_admission_requests_total{outcome=\"request_timeout\"}";
@@ -200,12 +207,9 @@ async fn connections_over_the_cap_are_closed_at_once_and_reviews_go_on() {
     assert!(rss < rss_before + 32.0, "{rss_before} -> {rss}");
     assert_eq!(s.livez().await, 200);
     assert_eq!(review_on(&mut pooled).await, 200, "the pooled connection");
-    let rejected = s.metric("gke_wi_injector_connections_rejected_total").await;
+    let rejected = s.metric(REJECTED).await;
     assert_eq!(rejected, (flood - (cap - 1)) as f64);
-    assert_eq!(
-        s.metric("gke_wi_injector_connections_open").await,
-        cap as f64
-    );
+    assert_eq!(s.metric(OPEN).await, cap as f64);
     let warned = log_lines(
         &s,
         "connection limit reached; closing new connections at once",
@@ -338,15 +342,15 @@ async fn the_open_files_limit_is_raised_and_the_connection_cap_fits_under_it() {
         assert!(log_lines(&s, "--max-connections lowered to fit the open-files limit").is_empty());
     }
 
-    // A hard limit of 150 leaves room for 150 - 64 connections, whatever the flag says.
+    // A hard limit of 200 leaves room for 200 - 128 connections, whatever the flag says.
     let s = Served::start_with(
-        "ulimit -n 150 &&",
+        "ulimit -n 200 &&",
         &["--max-connections", "1000", "--header-timeout", "30s"],
     )
     .await;
     let lowered = log_lines(&s, "--max-connections lowered to fit the open-files limit");
     assert_eq!(lowered.len(), 1, "{}", s.logs());
-    assert_eq!(lowered[0]["lowered_to"], 86);
+    assert_eq!(lowered[0]["lowered_to"], 72);
     let mut held = Vec::new();
     for _ in 0..120 {
         held.push(TcpStream::connect(s.addr).await.unwrap());
@@ -358,8 +362,41 @@ async fn the_open_files_limit_is_raised_and_the_connection_cap_fits_under_it() {
             closed += 1;
         }
     }
-    assert_eq!(closed, 120 - 86);
-    assert_eq!(s.metric("gke_wi_injector_accept_errors_total").await, 0.0);
-    assert!(s.fds() < 150);
+    assert_eq!(closed, 120 - 72);
+    assert_eq!(
+        s.metric("gke_wi_injector_accept_errors_total{listener=\"admission\"}")
+            .await,
+        0.0
+    );
+    assert!(s.fds() < 200);
     assert_eq!(s.livez().await, 200);
+}
+
+#[tokio::test]
+async fn a_flood_of_the_admin_port_is_capped_and_reviews_go_on() {
+    let s = Served::start(&[]).await;
+    let fds_before = s.fds();
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        held.push(TcpStream::connect(s.admin).await.unwrap());
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut closed = 0;
+    for conn in held.iter_mut() {
+        if until_closed(conn, deadline).await.is_ok() {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 200 - 64);
+    assert!(s.fds() <= fds_before + 64 + 8, "{}", s.fds());
+    assert_eq!(s.review().await, Ok(200));
+
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.livez().await != 200 {
+        assert!(Instant::now() < deadline, "/livez not back after the flood");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let series = "gke_wi_injector_connections_rejected_total{listener=\"admin\"}";
+    assert_eq!(s.metric(series).await, 136.0);
 }
