@@ -9,6 +9,7 @@
 //! | `--header-timeout` for the TLS handshake | the connection is closed |
 //! | `--header-timeout` from a request head's first byte to its end (HTTP/1.1) | the connection is closed |
 //! | `--idle-timeout` with no request in flight | HTTP/1.1: closed; HTTP/2: GOAWAY, then closed |
+//! | HTTP/1.1: a head of [`H1_MAX_HEAD_BYTES`], [`H1_MAX_HEADERS`] headers | closed; 431 |
 //! | HTTP/2: [`H2_MAX_CONCURRENT_STREAMS`] streams, [`H2_MAX_HEADER_LIST_SIZE`] of headers | streams refused; oversized headers answered 431 |
 //! | HTTP/2: resets and CONTINUATION floods (h2's limits, set here explicitly) | GOAWAY `ENHANCE_YOUR_CALM` |
 //!
@@ -49,8 +50,10 @@ pub const H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
 /// [`H2_KEEP_ALIVE_TIMEOUT`] closes the connection (a peer that vanished).
 pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest HTTP/1.1 read buffer, and so the largest request head: the API server sends a few
-/// hundred bytes of headers.
+/// Largest HTTP/1.1 request head (request line and headers); a connection whose head passes it
+/// is closed. The API server sends a few hundred bytes.
+pub const H1_MAX_HEAD_BYTES: usize = 32 * 1024;
+/// Largest HTTP/1.1 read buffer (hyper's bound, checked between reads).
 pub const H1_MAX_BUF_SIZE: usize = 32 * 1024;
 pub const H1_MAX_HEADERS: usize = 100;
 /// Bounds of the plain-HTTP admin listener: kubelet probes open one connection per probe and

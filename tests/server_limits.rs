@@ -2,7 +2,7 @@
 //! connections over the cap are closed before their handshake, uploads past the body budget get
 //! 503, the head, body and handshake timeouts fire, and the open-files limit is raised. Through
 //! every attack `/livez` answers, reviews are served, and the process's file descriptors and
-//! memory stay bounded. (HTTP/2 attacks: `server_limits_h2.rs`.)
+//! memory stay bounded. (Protocol abuse: `server_limits_protocol.rs`.)
 
 mod support;
 

@@ -82,4 +82,34 @@ async fn memory_and_descriptors_at_the_default_limits() {
     ));
     assert_eq!(s.review().await, Ok(200));
     drop(open);
+
+    // Whole reviews of nearly 7 MiB, parsed at once: a Pod with 150,000 env entries.
+    let mut review = support::pod_review("team-a", support::pod(), false);
+    let env: Vec<serde_json::Value> = (0..150_000)
+        .map(|i| serde_json::json!({"name": format!("E{i}"), "value": "v"}))
+        .collect();
+    review["request"]["object"]["spec"]["containers"][0]["env"] = env.into();
+    let body = serde_json::to_vec(&review).unwrap();
+    assert!(body.len() <= 7 * MIB, "{}", body.len());
+    let mut reviews = Vec::new();
+    for _ in 0..12 {
+        let mut conn = s.tls(b"http/1.1").await;
+        let mut data = post_head(body.len());
+        data.extend(&body);
+        reviews.push(tokio::spawn(async move {
+            conn.write_all(&data).await.unwrap();
+            read_response(&mut conn, Duration::from_secs(60))
+                .await
+                .map(|a| a.status)
+        }));
+    }
+    let mut statuses = Vec::new();
+    for r in reviews {
+        statuses.push(r.await.unwrap());
+    }
+    report(&format!(
+        "12 reviews of {:.1} MiB at once: {statuses:?}",
+        body.len() as f64 / MIB as f64
+    ));
+    eprintln!("peak RSS {:.1} MiB", s.peak_rss_mib());
 }

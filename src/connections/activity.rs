@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::Limits;
+use super::{H1_MAX_HEAD_BYTES, Limits};
 
 /// Runs `f` when dropped.
 pub(super) fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
@@ -44,6 +44,8 @@ pub(super) struct Activity {
     in_flight: AtomicUsize,
     idle_since: AtomicU64,
     head_since: AtomicU64,
+    /// Bytes read since `head_since`.
+    head_bytes: AtomicUsize,
     /// Told when a deadline may have moved.
     changed: Notify,
 }
@@ -56,6 +58,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             head_since: AtomicU64::new(NEVER),
+            head_bytes: AtomicUsize::new(0),
             changed: Notify::new(),
         }
     }
@@ -68,20 +71,26 @@ impl Activity {
         self.epoch + Duration::from_micros(micros) + after
     }
 
-    fn read(&self, bytes: &[u8]) {
+    /// Notes bytes read; `false` once an HTTP/1.1 head has passed [`H1_MAX_HEAD_BYTES`].
+    fn read(&self, bytes: &[u8]) -> bool {
         if self.heads.load(Ordering::Relaxed) == HEADS_UNKNOWN {
             let n = bytes.len().min(H2_PREFACE.len());
             let h2 = H2_PREFACE.starts_with(&bytes[..n]);
             let heads = if h2 { HEADS_OFF } else { HEADS_ON };
             self.heads.store(heads, Ordering::Relaxed);
         }
-        if self.heads.load(Ordering::Relaxed) == HEADS_ON
-            && self.in_flight.load(Ordering::SeqCst) == 0
-            && self.head_since.load(Ordering::SeqCst) == NEVER
+        if self.heads.load(Ordering::Relaxed) != HEADS_ON
+            || self.in_flight.load(Ordering::SeqCst) > 0
         {
+            return true;
+        }
+        if self.head_since.load(Ordering::SeqCst) == NEVER {
+            self.head_bytes.store(0, Ordering::SeqCst);
             self.head_since.store(self.now(), Ordering::SeqCst);
             self.changed.notify_one();
         }
+        let before = self.head_bytes.fetch_add(bytes.len(), Ordering::SeqCst);
+        before + bytes.len() <= H1_MAX_HEAD_BYTES
     }
 
     /// A request reached the application; until the guard drops it is in flight.
@@ -141,8 +150,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
         let result = Pin::new(&mut self.io).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = result {
             let new = &buf.filled()[before..];
-            if !new.is_empty() {
-                self.activity.read(new);
+            if !new.is_empty() && !self.activity.read(new) {
+                let error = format!("request head larger than {H1_MAX_HEAD_BYTES} bytes");
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, error)));
             }
         }
         result
@@ -230,9 +240,27 @@ mod tests {
             (HEADS_UNKNOWN, b"POST /mutate HTTP/1.1\r\n", true),
         ] {
             let activity = Activity::new(heads);
-            activity.read(first);
+            assert!(activity.read(first));
             let started = activity.head_since.load(Ordering::SeqCst) != NEVER;
             assert_eq!(started, want, "{first:?}");
         }
+    }
+
+    #[test]
+    fn an_http1_head_is_bounded_and_the_bound_starts_again_with_each_head() {
+        let activity = Arc::new(Activity::new(HEADS_ON));
+        let kib = [b'a'; 1024];
+        assert!((0..32).all(|_| activity.read(&kib)));
+        assert!(!activity.read(b"!"), "one byte past 32 KiB");
+        drop(activity.begin());
+        assert!((0..32).all(|_| activity.read(&kib)), "a new head");
+        let request = activity.begin();
+        assert!(
+            (0..100).all(|_| activity.read(&kib)),
+            "a body is not a head"
+        );
+        drop(request);
+        let h2 = Activity::new(HEADS_OFF);
+        assert!((0..100).all(|_| h2.read(&kib)));
     }
 }

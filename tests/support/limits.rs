@@ -119,6 +119,17 @@ impl Served {
         kib / 1024.0
     }
 
+    /// Peak resident memory of the server process so far (VmHWM), in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kib / 1024.0
+    }
+
     /// A Prometheus series from `/metrics` (0 when absent).
     pub async fn metric(&self, series: &str) -> f64 {
         let (_, text) = admin_get(self.admin, "/metrics").await.unwrap();

@@ -1,6 +1,7 @@
-//! HTTP/2 abuse against the real `serve` binary (SPEC §9), with frames written by hand: too many
-//! streams, rapid resets, a CONTINUATION flood and an oversized header list. The attacking
-//! connection is refused or closed; other clients are served throughout and memory stays flat.
+//! Protocol abuse against the real `serve` binary (SPEC §9): an HTTP/1.1 head past its bound,
+//! and HTTP/2 frames written by hand — too many streams, rapid resets, a CONTINUATION flood and an
+//! oversized header list. The attacking request or connection is refused or closed; other clients
+//! are served throughout and memory stays flat.
 
 mod support;
 
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use support::client::{config, post_review};
 use support::limits::h2::{self, frame};
-use support::limits::{Served, until_closed};
+use support::limits::{Served, read_response, until_closed};
 use support::{pod, pod_review};
 use tokio::io::AsyncWriteExt as _;
 
@@ -37,6 +38,40 @@ async fn frames_within<S: tokio::io::AsyncRead + Unpin>(
         Ok(bytes) => (h2::frames(&bytes), true),
         Err(bytes) => (h2::frames(&bytes), false),
     }
+}
+
+/// A `GET /` whose head is `size` bytes.
+fn head_of(size: usize) -> Vec<u8> {
+    let mut head = b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Pad: ".to_vec();
+    head.extend(vec![b'a'; size - head.len() - 4]);
+    head.extend(b"\r\n\r\n");
+    head
+}
+
+#[tokio::test]
+async fn an_http1_head_past_32_kib_closes_the_connection() {
+    let s = Served::start(&[]).await;
+    // 30 KiB: answered (404, the path is unknown).
+    let mut conn = s.tls(b"http/1.1").await;
+    conn.write_all(&head_of(30 * 1024)).await.unwrap();
+    let answer = read_response(&mut conn, Duration::from_secs(5)).await;
+    assert_eq!(answer.unwrap().status, 404);
+    // 40 KiB, in one write or in pieces: closed without an answer.
+    for pieces in [1, 40] {
+        let mut conn = s.tls(b"http/1.1").await;
+        let head = head_of(40 * 1024);
+        for piece in head.chunks(head.len() / pieces) {
+            if conn.write_all(piece).await.is_err() {
+                break;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let sent = until_closed(&mut conn, deadline).await.expect("closed");
+        assert!(sent.is_empty(), "{}", String::from_utf8_lossy(&sent));
+    }
+    let series = "gke_wi_injector_admission_requests_total{outcome=\"bad_request\"}";
+    assert_eq!(s.metric(series).await, 0.0, "the handler never ran");
+    served_over_h2(&s).await;
 }
 
 #[tokio::test]
