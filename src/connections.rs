@@ -66,7 +66,8 @@ pub const ADMIN_LIMITS: Limits = Limits {
 /// File descriptors kept out of `--max-connections`: the admin listener's connections, the
 /// files re-read, the namespace watch, logs.
 pub const FD_RESERVE: u64 = ADMIN_LIMITS.max_connections as u64 + 64;
-/// How long a connection being closed for idleness may take to say goodbye (GOAWAY).
+/// How long a connection being closed for idleness may take to say goodbye (GOAWAY), while no
+/// request is in flight on it.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Accept errors and refused connections are logged at most once per interval.
 const LOG_INTERVAL: Duration = Duration::from_secs(5);
@@ -349,7 +350,11 @@ async fn serve_http<IO>(
                 conn.as_mut().graceful_shutdown();
             }
             () = tokio::time::sleep_until(closing.unwrap_or_else(Instant::now)), if closing.is_some() => {
-                return;
+                if !activity.busy() {
+                    return;
+                }
+                // A request that crossed the GOAWAY is answered first.
+                closing = Some(Instant::now() + CLOSE_GRACE);
             }
         }
     }
