@@ -449,6 +449,21 @@ mod tests {
     }
 
     #[test]
+    fn serve_limits_default_to_the_library_defaults() {
+        let cli = Cli::try_parse_from(["gke-wi-injector", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let limits = crate::connections::Limits::default();
+        assert_eq!(args.max_connections, limits.max_connections);
+        assert_eq!(args.idle_timeout, limits.idle_timeout);
+        assert_eq!(args.header_timeout, limits.header_timeout);
+        assert_eq!(args.body_timeout, crate::server::BODY_TIMEOUT);
+        let budget = crate::server::BODY_BUDGET_BYTES;
+        assert_eq!(args.max_body_bytes_in_flight, budget);
+    }
+
+    #[test]
     fn every_flag_has_an_env_var() {
         use clap::CommandFactory;
         let cmd = Cli::command();
