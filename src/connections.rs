@@ -189,7 +189,7 @@ pub async fn serve(
         tls,
         limits,
     } = listener;
-    metrics.connections_open(name, 0);
+    metrics.listener_started(name);
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
     let shared = Arc::new(Shared {
         name,

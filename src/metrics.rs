@@ -233,6 +233,15 @@ impl Metrics {
             .get()
     }
 
+    /// Creates `listener`'s connection series at zero, so that they are scraped before the first
+    /// event.
+    pub fn listener_started(&self, listener: &'static str) {
+        let label = ListenerLabel { listener };
+        self.connections_open.get_or_create(&label);
+        self.connections_rejected.get_or_create(&label);
+        self.accept_errors.get_or_create(&label);
+    }
+
     /// One more (`delta` 1) or one less (-1) open connection on `listener`.
     pub fn connections_open(&self, listener: &'static str, delta: i64) {
         self.connections_open

@@ -190,6 +190,14 @@ async fn slow_handshakes_heads_and_bodies_are_cut_at_their_timeouts() {
 async fn connections_over_the_cap_are_closed_at_once_and_reviews_go_on() {
     let cap = 40;
     let s = Served::start(&["--max-connections", "40", "--header-timeout", "30s"]).await;
+    assert_eq!(s.metric(REJECTED).await, 0.0);
+    let (_, text) = support::client::admin_get(s.admin, "/metrics")
+        .await
+        .unwrap();
+    assert!(
+        text.contains(&format!("\n{REJECTED} 0\n")),
+        "scraped at zero:\n{text}"
+    );
     // The API server's pooled keep-alive connection, opened before the flood.
     let mut pooled = s.tls(b"http/1.1").await;
     assert_eq!(review_on(&mut pooled).await, 200);
