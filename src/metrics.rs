@@ -237,9 +237,9 @@ impl Metrics {
     /// event.
     pub fn listener_started(&self, listener: &'static str) {
         let label = ListenerLabel { listener };
-        self.connections_open.get_or_create(&label);
-        self.connections_rejected.get_or_create(&label);
-        self.accept_errors.get_or_create(&label);
+        let _ = self.connections_open.get_or_create(&label);
+        let _ = self.connections_rejected.get_or_create(&label);
+        let _ = self.accept_errors.get_or_create(&label);
     }
 
     /// One more (`delta` 1) or one less (-1) open connection on `listener`.
