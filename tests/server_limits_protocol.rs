@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::client::{config, post_review};
-use support::limits::h2::{self, frame};
+use support::h2::{self, frame};
 use support::limits::{Served, read_response, until_closed};
 use support::{pod, pod_review};
 use tokio::io::AsyncWriteExt as _;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod h2;
 pub mod limits;
 pub mod router;
 
