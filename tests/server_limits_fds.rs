@@ -146,3 +146,36 @@ async fn a_flood_of_the_admin_port_is_capped_and_reviews_go_on() {
     let series = "gke_wi_injector_connections_rejected_total{listener=\"admin\"}";
     assert_eq!(s.metric(series).await, 136.0);
 }
+
+#[tokio::test]
+async fn out_of_file_descriptors_the_accept_loop_backs_off_and_logs_once_per_interval() {
+    // 40 open files: the admission cap is lowered to 1 and the admin listener's 64 cannot all be
+    // had, so a flood of the admin port runs the process out of descriptors.
+    let s = Served::start_with("ulimit -n 40 &&", &[]).await;
+    let fds_before = s.fds();
+    let (_, held) = flood(s.admin, 100, Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.livez().await != 200 {
+        assert!(Instant::now() < deadline, "/livez not back after the flood");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failures = s
+        .metric("gke_wi_injector_accept_errors_total{listener=\"admin\"}")
+        .await;
+    let logged = s.log_lines("accept failed");
+    eprintln!(
+        "{failures} failed accepts in 3 s, {} logged; fds {fds_before} before",
+        logged.len()
+    );
+    assert!(failures >= 3.0, "{failures}");
+    assert_eq!(logged.len(), 1, "one line per 5 s: {logged:?}");
+    assert!(
+        logged[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("Too many open files")
+    );
+    assert_eq!(s.review().await, Ok(200));
+}
