@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use support::client::{config, post_review};
 use support::h2::{self, frame};
-use support::limits::{Served, read_response, until_closed};
+use support::limits::{self, Served, read_response, until_closed};
 use support::{pod, pod_review};
 use tokio::io::AsyncWriteExt as _;
 
@@ -198,5 +198,32 @@ async fn a_header_list_past_16_kib_is_not_served() {
     );
     let series = "gke_wi_injector_admission_requests_total{outcome=\"bad_request\"}";
     assert_eq!(s.metric(series).await, 0.0, "the handler never ran");
+    served_over_h2(&s).await;
+}
+
+#[tokio::test]
+async fn refusals_before_the_body_is_read_still_reach_the_client() {
+    // Answered before the body is read (413 on the declared length, 415 on the content type)
+    // while the client goes on sending: the bytes after the answer are not a new head.
+    let s = Served::start(&[]).await;
+    for (head, want) in [
+        (limits::post_head(8 * 1024 * 1024), 413),
+        (
+            b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 1048576\r\n\r\n".to_vec(),
+            415,
+        ),
+    ] {
+        let (mut read, mut write) = tokio::io::split(s.tls(b"http/1.1").await);
+        let sender = tokio::spawn(async move {
+            let mut data = head;
+            data.extend(vec![b' '; 1024 * 1024]);
+            limits::write_within(&mut write, &data, Duration::from_secs(5)).await;
+            write
+        });
+        let answer = read_response(&mut read, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(answer.status, want);
+        assert_eq!(answer.json()["kind"], "Status");
+        drop(sender.await);
+    }
     served_over_h2(&s).await;
 }
