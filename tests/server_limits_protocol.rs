@@ -56,7 +56,8 @@ async fn an_http1_head_past_32_kib_closes_the_connection() {
     conn.write_all(&head_of(30 * 1024)).await.unwrap();
     let answer = read_response(&mut conn, Duration::from_secs(5)).await;
     assert_eq!(answer.unwrap().status, 404);
-    // 40 KiB, in one write or in pieces: closed without an answer.
+    // 40 KiB, in one write or in pieces: closed, at most with a 431 (hyper's own bound on its read
+    // buffer may see the head first when it arrives in pieces).
     for pieces in [1, 40] {
         let mut conn = s.tls(b"http/1.1").await;
         let head = head_of(40 * 1024);
@@ -67,7 +68,11 @@ async fn an_http1_head_past_32_kib_closes_the_connection() {
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         let sent = until_closed(&mut conn, deadline).await.expect("closed");
-        assert!(sent.is_empty(), "{}", String::from_utf8_lossy(&sent));
+        let text = String::from_utf8_lossy(&sent);
+        assert!(
+            sent.is_empty() || text.starts_with("HTTP/1.1 431 "),
+            "{text}"
+        );
     }
     let series = "gke_wi_injector_admission_requests_total{outcome=\"bad_request\"}";
     assert_eq!(s.metric(series).await, 0.0, "the handler never ran");
