@@ -22,6 +22,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start; boxing the largest variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTPS admission server.
@@ -186,6 +188,36 @@ pub struct ServeArgs {
     /// How often the certificate and namespaces files are checked for changes.
     #[arg(long, env = "GKE_WI_INJECTOR_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_duration)]
     pub reload_interval: Duration,
+
+    /// Most connections open at once on the admission listener. Past it a new connection is
+    /// closed as soon as it is accepted, before any TLS work (counted in
+    /// gke_wi_injector_connections_rejected_total). Lowered at start when the open-files limit
+    /// (raised to its hard limit first) leaves less room.
+    #[arg(long, env = "GKE_WI_INJECTOR_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Most request-body bytes held in memory at once, all requests together (Ki, Mi, Gi
+    /// suffixes); a request whose body would pass it is answered 503 ServiceUnavailable. Bytes
+    /// past a body's first 256 KiB may use three quarters of it, so large uploads cannot crowd
+    /// out ordinary reviews. At least 1Mi.
+    #[arg(long, env = "GKE_WI_INJECTOR_MAX_BODY_BYTES_IN_FLIGHT", default_value = "64Mi", value_parser = parse_body_budget)]
+    pub max_body_bytes_in_flight: usize,
+
+    /// Close a connection that has had no request in flight for this long (HTTP/2: with a
+    /// GOAWAY). Longer than the API server's own idle timeout (90 s), so that it closes its
+    /// idle connections first and never sends a review on a connection being closed.
+    #[arg(long, env = "GKE_WI_INJECTOR_IDLE_TIMEOUT", default_value = "120s", value_parser = crate::wait::parse_nonzero_duration)]
+    pub idle_timeout: Duration,
+
+    /// Longest a client may take for the TLS handshake, and for a request's head (HTTP/1.1) once
+    /// its first byte has arrived.
+    #[arg(long, env = "GKE_WI_INJECTOR_HEADER_TIMEOUT", default_value = "10s", value_parser = crate::wait::parse_nonzero_duration)]
+    pub header_timeout: Duration,
+
+    /// Longest a request body may take to arrive; answered 408 after. The API server gives up on
+    /// a webhook call after at most 30 s.
+    #[arg(long, env = "GKE_WI_INJECTOR_BODY_TIMEOUT", default_value = "30s", value_parser = crate::wait::parse_nonzero_duration)]
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -302,6 +334,34 @@ pub fn parse_labels(s: &str) -> Result<Labels, String> {
     Ok(labels)
 }
 
+/// Parses byte counts: `1048576`, `512Ki`, `64Mi`, `1Gi`.
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: usize = n
+        .parse()
+        .map_err(|_| format!("size {s:?} must start with a whole number"))?;
+    let scale: usize = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return Err(format!("size {s:?} has unknown unit {unit:?} (Ki, Mi, Gi)")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// A body-byte budget: [`parse_bytes`], at least 1 MiB and at most 4 GiB - 1.
+fn parse_body_budget(s: &str) -> Result<usize, String> {
+    let n = parse_bytes(s)?;
+    if !(1 << 20..=u32::MAX as usize).contains(&n) {
+        return Err(format!("size {s:?} must be between 1Mi and 4Gi - 1"));
+    }
+    Ok(n)
+}
+
 /// Parses durations such as `500ms`, `2s`, `5m`, `1h`, `365d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -363,11 +423,44 @@ mod tests {
     }
 
     #[rstest]
+    #[case::plain("4096", 4096)]
+    #[case::kibi("512Ki", 512 << 10)]
+    #[case::mebi("64Mi", 64 << 20)]
+    #[case::gibi("1Gi", 1 << 30)]
+    fn sizes_parse(#[case] input: &str, #[case] want: usize) {
+        assert_eq!(parse_bytes(input).unwrap(), want);
+    }
+
+    #[rstest]
+    #[case::decimal_unit("64M")]
+    #[case::no_number("Mi")]
+    #[case::budget_too_small("512Ki")]
+    #[case::budget_too_large("4Gi")]
+    fn body_budgets_reject(#[case] input: &str) {
+        assert!(parse_body_budget(input).unwrap_err().contains(input));
+    }
+
+    #[rstest]
     #[case::no_unit("5")]
     #[case::bad_unit("5y")]
     #[case::no_number("s")]
     fn durations_reject(#[case] input: &str) {
         assert!(parse_duration(input).unwrap_err().contains(input));
+    }
+
+    #[test]
+    fn serve_limits_default_to_the_library_defaults() {
+        let cli = Cli::try_parse_from(["gke-wi-injector", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let limits = crate::connections::Limits::default();
+        assert_eq!(args.max_connections, limits.max_connections);
+        assert_eq!(args.idle_timeout, limits.idle_timeout);
+        assert_eq!(args.header_timeout, limits.header_timeout);
+        assert_eq!(args.body_timeout, crate::server::BODY_TIMEOUT);
+        let budget = crate::server::BODY_BUDGET_BYTES;
+        assert_eq!(args.max_body_bytes_in_flight, budget);
     }
 
     #[test]

@@ -18,7 +18,9 @@ pub mod warnings;
 pub mod yaml;
 
 pub mod admin;
+pub mod budget;
 pub mod certs;
+pub mod connections;
 pub mod metrics;
 pub mod namespaces;
 pub mod namespaces_kube;

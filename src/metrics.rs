@@ -23,8 +23,22 @@ pub const LATENCY_BUCKETS: [f64; 15] = [
 pub struct OutcomeLabel {
     /// `mutated`, `unchanged`, `skipped`, `ignored`, `error`, `denied`, or for requests that are
     /// not answered with a review: `bad_request`, `unsupported_media_type`, `payload_too_large`,
-    /// `request_timeout`.
+    /// `request_timeout`, `over_capacity` (the body-byte budget is spent: 503).
     pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    /// `admission` (HTTPS, --listen) or `admin` (plain HTTP, --admin-listen).
+    pub listener: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TimeoutLabel {
+    pub listener: &'static str,
+    /// `handshake` (TLS), `header` (a request head started and not finished), `idle` (no request
+    /// in flight).
+    pub timeout: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,6 +75,11 @@ pub struct Metrics {
     log_lines_dropped: Counter,
     /// Reads the log writer's dropped-lines count (set once logging starts).
     log_drops: OnceLock<Box<dyn Fn() -> u64 + Send + Sync>>,
+    connections_open: Family<ListenerLabel, Gauge>,
+    connections_rejected: Family<ListenerLabel, Counter>,
+    connection_timeouts: Family<TimeoutLabel, Counter>,
+    accept_errors: Family<ListenerLabel, Counter>,
+    body_bytes_buffered: Gauge,
     /// Serializes scrapes: gauges are refreshed just before encoding.
     scrape: Mutex<()>,
 }
@@ -140,8 +159,43 @@ impl Metrics {
             "Log lines dropped because the log writer's queue was full",
             log_lines_dropped.clone(),
         );
+        let connections_open = Family::<ListenerLabel, Gauge>::default();
+        registry.register(
+            "connections_open",
+            "Connections accepted and not yet closed, by listener",
+            connections_open.clone(),
+        );
+        let connections_rejected = Family::<ListenerLabel, Counter>::default();
+        registry.register(
+            "connections_rejected",
+            "Connections closed as soon as accepted, before any TLS work, because the listener's cap was reached",
+            connections_rejected.clone(),
+        );
+        let connection_timeouts = Family::<TimeoutLabel, Counter>::default();
+        registry.register(
+            "connection_timeouts",
+            "Connections closed by the server for taking too long, by timeout",
+            connection_timeouts.clone(),
+        );
+        let accept_errors = Family::<ListenerLabel, Counter>::default();
+        registry.register(
+            "accept_errors",
+            "Failed accepts (out of file descriptors, for instance), by listener",
+            accept_errors.clone(),
+        );
+        let body_bytes_buffered = Gauge::default();
+        registry.register(
+            "body_bytes_buffered",
+            "Request-body bytes held in memory now, out of --max-body-bytes-in-flight",
+            body_bytes_buffered.clone(),
+        );
         Metrics {
             registry,
+            connections_open,
+            connections_rejected,
+            connection_timeouts,
+            accept_errors,
+            body_bytes_buffered,
             requests,
             features,
             latency,
@@ -214,6 +268,46 @@ impl Metrics {
         self.reload_failures
             .get_or_create(&SourceLabel { source })
             .get()
+    }
+
+    /// Creates `listener`'s connection series at zero, so that they are scraped before the first
+    /// event.
+    pub fn listener_started(&self, listener: &'static str) {
+        let label = ListenerLabel { listener };
+        let _ = self.connections_open.get_or_create(&label);
+        let _ = self.connections_rejected.get_or_create(&label);
+        let _ = self.accept_errors.get_or_create(&label);
+    }
+
+    /// One more (`delta` 1) or one less (-1) open connection on `listener`.
+    pub fn connections_open(&self, listener: &'static str, delta: i64) {
+        self.connections_open
+            .get_or_create(&ListenerLabel { listener })
+            .inc_by(delta);
+    }
+
+    pub fn connection_rejected(&self, listener: &'static str) {
+        self.connections_rejected
+            .get_or_create(&ListenerLabel { listener })
+            .inc();
+    }
+
+    /// A connection of `listener` closed by `timeout`: `handshake`, `header` or `idle`.
+    pub fn connection_timed_out(&self, listener: &'static str, timeout: &'static str) {
+        self.connection_timeouts
+            .get_or_create(&TimeoutLabel { listener, timeout })
+            .inc();
+    }
+
+    pub fn accept_failed(&self, listener: &'static str) {
+        self.accept_errors
+            .get_or_create(&ListenerLabel { listener })
+            .inc();
+    }
+
+    /// Body bytes taken (`delta` > 0) from or given back (< 0) to the budget.
+    pub fn body_bytes_buffered(&self, delta: i64) {
+        self.body_bytes_buffered.inc_by(delta);
     }
 
     /// Prometheus text exposition, with the namespace gauges refreshed first.

@@ -13,11 +13,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal as unix_signal};
 use tokio::sync::watch;
@@ -25,17 +20,16 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{self, AdminState, Readiness};
+use crate::budget::BodyBudget;
 use crate::cli::ServeArgs;
+use crate::connections::{self, Limits, Listener};
 use crate::metrics::Metrics;
 use crate::namespaces::{FileNamespaces, NamespaceSource};
 use crate::namespaces_kube::{self, KubeNamespaces};
-use crate::reload;
 use crate::server::{self, AppState};
 use crate::telemetry;
 use crate::tls::{CertSource, Tls};
 
-/// Longest a client may take to finish the TLS handshake or send request headers.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest the admin listener waits for its own connections at the very end.
 const ADMIN_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -93,14 +87,17 @@ impl Listeners {
 
 impl Server {
     /// Starts serving on bound listeners. `stop` is also what ends the reloaders and the
-    /// namespace watch; it turns true when the listener closes.
+    /// namespace watch; it turns true when the listener closes. The open-files limit is raised
+    /// first, and `limits.max_connections` lowered if it does not fit.
     pub fn start(
         listeners: Listeners,
         shutdown_grace: Duration,
+        limits: Limits,
         app: AppState,
         tls: Arc<rustls::ServerConfig>,
         stop: watch::Sender<bool>,
     ) -> Server {
+        let limits = limits.within_open_files_limit();
         let Listeners {
             main: listener,
             admin: admin_listener,
@@ -114,20 +111,29 @@ impl Server {
             namespaces: app.namespaces.clone(),
             metrics: app.metrics.clone(),
         };
-        let (admin_stop, mut admin_stopped) = watch::channel(false);
-        let admin = tokio::spawn(async move {
-            let shutdown = async move { reload::until_stopped(&mut admin_stopped).await };
-            if let Err(error) = axum::serve(admin_listener, admin::router(admin_state))
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(%error, "admin listener failed");
-            }
-        });
-        let main = tokio::spawn(serve_tls(
-            listener,
-            TlsAcceptor::from(tls),
+        let (admin_stop, admin_stopped) = watch::channel(false);
+        let admin = tokio::spawn(connections::serve(
+            Listener {
+                name: "admin",
+                socket: admin_listener,
+                tls: None,
+                limits: connections::ADMIN_LIMITS,
+            },
+            admin::router(admin_state),
+            app.metrics.clone(),
+            admin_stopped,
+            ADMIN_CLOSE_TIMEOUT,
+        ));
+        let metrics = app.metrics.clone();
+        let main = tokio::spawn(connections::serve(
+            Listener {
+                name: "admission",
+                socket: listener,
+                tls: Some(TlsAcceptor::from(tls)),
+                limits,
+            },
             server::router(app),
+            metrics,
             stop.subscribe(),
             shutdown_grace,
         ));
@@ -179,70 +185,6 @@ impl Server {
         {
             admin.abort();
         }
-    }
-}
-
-/// Accepts TLS connections until `stop`, serving each (HTTP/1.1 or HTTP/2) in its own task;
-/// then closes the listener and waits up to `grace` for the connections' requests to finish.
-async fn serve_tls(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    app: Router,
-    mut stop: watch::Receiver<bool>,
-    grace: Duration,
-) {
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
-    loop {
-        let (tcp, peer) = tokio::select! {
-            biased;
-            () = reload::until_stopped(&mut stop) => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors, for instance: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let (acceptor, app, builder, watcher) = (
-            acceptor.clone(),
-            app.clone(),
-            builder.clone(),
-            graceful.watcher(),
-        );
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-            };
-            let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
-            if let Err(error) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    let open = graceful.count();
-    tracing::info!(
-        open_connections = open,
-        "listener closed; draining in-flight requests"
-    );
-    match tokio::time::timeout(grace, graceful.shutdown()).await {
-        Ok(()) => tracing::info!("drained"),
-        Err(_) => tracing::warn!(
-            grace_ms = grace.as_millis() as u64,
-            "requests still in flight after --shutdown-grace; closing them"
-        ),
     }
 }
 
@@ -348,7 +290,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         on_error: args.on_error,
         namespaces,
         metrics,
-        body_timeout: server::BODY_TIMEOUT,
+        body_timeout: args.body_timeout,
+        body_budget: BodyBudget::new(args.max_body_bytes_in_flight),
+    };
+    let limits = Limits {
+        max_connections: args.max_connections,
+        idle_timeout: args.idle_timeout,
+        header_timeout: args.header_timeout,
     };
     // The development CA is written once both ports are ours, and before readiness: a second
     // server that cannot bind leaves the running one's CA in place.
@@ -356,7 +304,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(path) = &dev_ca_out {
         tls.write_dev_ca(path)?;
     }
-    let server = Server::start(listeners, args.shutdown_grace, app, tls_config, stop);
+    let server = Server::start(
+        listeners,
+        args.shutdown_grace,
+        limits,
+        app,
+        tls_config,
+        stop,
+    );
     tracing::info!(listen = %server.addr(), admin = %server.admin_addr(), "serving admission reviews on POST /mutate");
 
     let signal = signals.next().await;

@@ -3,7 +3,9 @@
 //! namespace's labels, and sends back what `admission::review` decided.
 //!
 //! Status codes: 200 with an AdmissionReview for every readable review; 400 for a body that is
-//! not an `admission.k8s.io/v1` AdmissionReview request; 404, 405, 413, 415 for the transport.
+//! not an `admission.k8s.io/v1` AdmissionReview request; 404, 405, 413, 415 for the transport;
+//! 408 for a body slower than the body timeout; 503 when the body would pass the server's budget
+//! of buffered body bytes ([`BodyBudget`]).
 //! Errors carry a `metav1.Status` JSON body, which the API server quotes in its own error. Never a
 //! `Retry-After`: the API server would retry a webhook call it should fail fast.
 
@@ -20,6 +22,7 @@ use futures::StreamExt as _;
 use tracing::Instrument as _;
 
 use crate::admission::{self, NamespaceLabels, OnError, OutcomeKind};
+use crate::budget::{BodyBudget, Reservation};
 use crate::metrics::Metrics;
 use crate::namespaces::{self, Lookup, NamespaceSource};
 use crate::policy::Config;
@@ -32,6 +35,10 @@ pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
 /// 30 s, so a body still trickling in after that only holds a connection open.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Default budget of body bytes held in memory across all requests: nine bodies of the largest
+/// size, or thousands of ordinary reviews, well inside the Deployment's 256 MiB memory limit.
+pub const BODY_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+
 /// What the endpoint needs; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -39,8 +46,10 @@ pub struct AppState {
     pub on_error: OnError,
     pub namespaces: Arc<dyn NamespaceSource>,
     pub metrics: Arc<Metrics>,
-    /// [`BODY_TIMEOUT`] in production.
+    /// [`BODY_TIMEOUT`] by default (`--body-timeout`).
     pub body_timeout: Duration,
+    /// Body bytes buffered across all requests (`--max-body-bytes-in-flight`).
+    pub body_budget: BodyBudget,
 }
 
 /// `POST /mutate` (any query string); everything else is 404 or 405.
@@ -143,8 +152,11 @@ async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Body) -
             too_large(),
         );
     }
-    let read = tokio::time::timeout(state.body_timeout, read_limited(body, MAX_BODY_BYTES));
-    let Ok(read) = read.await else {
+    // Held until the answer is ready: the review borrows from the body.
+    let mut reservation = state.body_budget.reserve(&state.metrics);
+    let declared = declared_length(&headers);
+    let read = read_limited(body, MAX_BODY_BYTES, declared, &mut reservation);
+    let Ok(read) = tokio::time::timeout(state.body_timeout, read).await else {
         let message = format!(
             "body not received within {} s",
             state.body_timeout.as_secs_f64()
@@ -158,7 +170,7 @@ async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     };
     let bytes = match read {
         Ok(bytes) => bytes,
-        Err(None) => {
+        Err(ReadError::TooLarge) => {
             return fail(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -166,7 +178,19 @@ async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Body) -
                 too_large(),
             );
         }
-        Err(Some(e)) => {
+        Err(ReadError::OverBudget) => {
+            let message = format!(
+                "the server holds too many request bodies: this one would pass its budget of {} bytes",
+                state.body_budget.limit()
+            );
+            return fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "over_capacity",
+                "ServiceUnavailable",
+                message,
+            );
+        }
+        Err(ReadError::Transport(e)) => {
             return fail(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
@@ -263,14 +287,37 @@ fn operation_name(op: &admission::Operation) -> &'static str {
     }
 }
 
-/// The whole body, or `Err(None)` as soon as it passes `limit` bytes, or the transport error.
-async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, Option<axum::Error>> {
+enum ReadError {
+    /// Past the size limit.
+    TooLarge,
+    /// Past what the body budget covers now.
+    OverBudget,
+    Transport(axum::Error),
+}
+
+/// The whole body, read into a buffer that grows (doubling, never past `limit` nor the declared
+/// length) only as far as `reservation` can grow with it; or why not.
+async fn read_limited(
+    body: Body,
+    limit: usize,
+    declared: Option<u64>,
+    reservation: &mut Reservation<'_>,
+) -> Result<Vec<u8>, ReadError> {
+    let ceiling = declared.map_or(limit, |d| usize::try_from(d).unwrap_or(limit).min(limit));
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(Some)?;
-        if buf.len() + chunk.len() > limit {
-            return Err(None);
+        let chunk = chunk.map_err(ReadError::Transport)?;
+        let needed = buf.len() + chunk.len();
+        if needed > limit {
+            return Err(ReadError::TooLarge);
+        }
+        if needed > buf.capacity() {
+            let target = (buf.capacity() * 2).min(ceiling).max(needed);
+            if !reservation.grow_to(target) {
+                return Err(ReadError::OverBudget);
+            }
+            buf.reserve_exact(target - buf.len());
         }
         buf.extend_from_slice(&chunk);
     }

@@ -59,6 +59,9 @@ fn state_for(args: &InjectArgs, namespace: &str) -> AppState {
         }),
         metrics: Arc::new(Metrics::new()),
         body_timeout: gke_wi_injector::server::BODY_TIMEOUT,
+        body_budget: gke_wi_injector::budget::BodyBudget::new(
+            gke_wi_injector::server::BODY_BUDGET_BYTES,
+        ),
     }
 }
 

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod h2;
+pub mod limits;
 pub mod router;
 
 use std::collections::HashMap;
@@ -150,6 +152,9 @@ pub fn app_state(on_error: OnError) -> AppState {
         }),
         metrics: Arc::new(Metrics::new()),
         body_timeout: BODY_TIMEOUT,
+        body_budget: gke_wi_injector::budget::BodyBudget::new(
+            gke_wi_injector::server::BODY_BUDGET_BYTES,
+        ),
     }
 }
 
@@ -193,12 +198,16 @@ impl TestServer {
             namespaces,
             metrics: metrics.clone(),
             body_timeout: BODY_TIMEOUT,
+            body_budget: gke_wi_injector::budget::BodyBudget::new(
+                gke_wi_injector::server::BODY_BUDGET_BYTES,
+            ),
         };
         let any = "127.0.0.1:0".parse().unwrap();
         let listeners = Listeners::bind(any, any).await.unwrap();
         let server = Server::start(
             listeners,
             shutdown_grace,
+            gke_wi_injector::connections::Limits::default(),
             app,
             tls.server_config().unwrap(),
             stop,
