@@ -5,7 +5,7 @@
 //!
 //! | bound | what a client sees |
 //! |---|---|
-//! | `--max-connections` open at once | one more is accepted and closed at once, before any TLS work |
+//! | `--max-connections` open at once | up to [`OVERFLOW_CONNECTIONS`] more get a 503 `Status` within [`OVERFLOW_TIMEOUT`], then are closed; past those, a connection is closed at once, before any TLS work |
 //! | `--header-timeout` for the TLS handshake | the connection is closed |
 //! | `--header-timeout` from a request head's first byte to its end (HTTP/1.1) | the connection is closed |
 //! | `--idle-timeout` with no request in flight | HTTP/1.1: closed; HTTP/2: GOAWAY, then closed |
@@ -63,9 +63,15 @@ pub const ADMIN_LIMITS: Limits = Limits {
     idle_timeout: Duration::from_secs(90),
     header_timeout: Duration::from_secs(10),
 };
-/// File descriptors kept out of `--max-connections`: the admin listener's connections, the
-/// files re-read, the namespace watch, logs.
-pub const FD_RESERVE: u64 = ADMIN_LIMITS.max_connections as u64 + 64;
+/// Connections over the cap that are still answered (503 with a `Status` naming the bound) so
+/// that the client, usually the API server, logs why; past these, connections are closed at
+/// accept.
+pub const OVERFLOW_CONNECTIONS: u32 = 32;
+/// Longest an over-the-cap connection is kept: its handshake, one request and the 503.
+pub const OVERFLOW_TIMEOUT: Duration = Duration::from_secs(1);
+/// File descriptors kept out of `--max-connections`: the over-the-cap connections being
+/// answered, the admin listener's connections, the files re-read, the namespace watch, logs.
+pub const FD_RESERVE: u64 = OVERFLOW_CONNECTIONS as u64 + ADMIN_LIMITS.max_connections as u64 + 64;
 /// How long a connection being closed for idleness may take to say goodbye (GOAWAY), while no
 /// request is in flight on it.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -152,6 +158,8 @@ struct Shared {
     h2: auto::Builder<TokioExecutor>,
     /// For a client that negotiated no ALPN: HTTP/2 if it starts with the HTTP/2 preface.
     any: auto::Builder<TokioExecutor>,
+    /// For connections over the cap: one answer, then closed.
+    overflow: auto::Builder<TokioExecutor>,
 }
 
 fn builder() -> auto::Builder<TokioExecutor> {
@@ -191,6 +199,9 @@ pub async fn serve(
     } = listener;
     metrics.listener_started(name);
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let overflow_slots = Arc::new(Semaphore::new(OVERFLOW_CONNECTIONS as usize));
+    let mut overflow = builder();
+    overflow.http1().keep_alive(false);
     let shared = Arc::new(Shared {
         name,
         tls,
@@ -200,6 +211,7 @@ pub async fn serve(
         h1: builder().http1_only(),
         h2: builder().http2_only(),
         any: builder(),
+        overflow,
     });
     let (mut failures, mut refusals) = (Throttle::new(LOG_INTERVAL), Throttle::new(LOG_INTERVAL));
     let mut backoff = ACCEPT_BACKOFF_MIN;
@@ -228,16 +240,22 @@ pub async fn serve(
         };
         backoff = ACCEPT_BACKOFF_MIN;
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            // Closed before any TLS work: a client over the cap costs an accept and a close.
-            drop(tcp);
             metrics.connection_rejected(name);
             if let Some(suppressed) = refusals.admit() {
                 tracing::warn!(
                     listener = name,
                     max_connections = limits.max_connections,
                     suppressed,
-                    "connection limit reached; closing new connections at once"
+                    "connection limit reached; new connections are answered 503 or closed at once"
                 );
+            }
+            match overflow_slots.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(over_capacity(shared.clone(), tcp, peer, permit));
+                }
+                // Closed before any TLS work: a client past the overflow costs an accept and a
+                // close.
+                Err(_) => drop(tcp),
             }
             continue;
         };
@@ -291,6 +309,40 @@ async fn connection(
         _ => HEADS_UNKNOWN,
     };
     serve_http(&shared, tls, heads, peer, stop).await;
+}
+
+/// A connection accepted over the cap: the handshake, a 503 `Status` for its requests, and
+/// closed after the first answer (HTTP/1.1) or [`OVERFLOW_TIMEOUT`], whichever comes first.
+async fn over_capacity(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+) {
+    let max_connections = shared.limits.max_connections;
+    let service = hyper::service::service_fn(move |_request: hyper::Request<Incoming>| {
+        std::future::ready(Ok::<_, std::convert::Infallible>(
+            crate::server::over_connection_capacity(max_connections),
+        ))
+    });
+    let answer = async {
+        match &shared.tls {
+            None => {
+                let io = TokioIo::new(tcp);
+                shared.overflow.serve_connection(io, service).await
+            }
+            Some(acceptor) => {
+                let tls = acceptor.accept(tcp).await?;
+                let io = TokioIo::new(tls);
+                shared.overflow.serve_connection(io, service).await
+            }
+        }
+    };
+    match tokio::time::timeout(OVERFLOW_TIMEOUT, answer).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%peer, %error, "over-the-cap connection failed"),
+        Err(_) => tracing::debug!(%peer, "over-the-cap connection closed at its timeout"),
+    }
 }
 
 /// HTTP/1.1 or HTTP/2 on an established connection, until it closes or times out. `heads`:

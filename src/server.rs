@@ -77,6 +77,18 @@ fn status(code: StatusCode, reason: &str, message: impl Into<String>) -> Respons
         .into_response()
 }
 
+/// The answer to every request on a connection accepted over `--max-connections`: 503 with a
+/// `Status` that names the bound (and no `Retry-After`).
+pub fn over_connection_capacity(max_connections: u32) -> Response {
+    status(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ServiceUnavailable",
+        format!(
+            "the server has {max_connections} connections open, its limit (--max-connections); this one is closed after this answer"
+        ),
+    )
+}
+
 async fn not_found() -> Response {
     status(
         StatusCode::NOT_FOUND,

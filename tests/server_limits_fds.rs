@@ -43,7 +43,8 @@ async fn connections_over_the_cap_are_closed_at_once_and_reviews_go_on() {
     let rejected = s.metric(REJECTED).await;
     assert_eq!(rejected, (attackers - (cap - 1)) as f64);
     assert_eq!(s.metric(OPEN).await, cap as f64);
-    let warned = s.log_lines("connection limit reached; closing new connections at once");
+    let warned =
+        s.log_lines("connection limit reached; new connections are answered 503 or closed at once");
     assert!(
         (1..=2).contains(&warned.len()),
         "{} warnings for {rejected} refusals",
@@ -57,6 +58,72 @@ async fn connections_over_the_cap_are_closed_at_once_and_reviews_go_on() {
         assert!(Instant::now() < deadline, "not served after the flood");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn a_client_just_over_the_cap_is_told_why_and_past_the_overflow_closed_at_once() {
+    let cap = 4;
+    let s = Served::start(&["--max-connections", "4", "--header-timeout", "30s"]).await;
+    let mut pooled = Vec::new();
+    for _ in 0..cap {
+        pooled.push(s.tls(b"http/1.1").await);
+    }
+    // Just over the cap: a handshake and a 503 `Status` that names the bound, no Retry-After.
+    let review = support::pod_review("team-a", support::pod(), false);
+    let reply = support::client::post_review(
+        s.addr,
+        "localhost",
+        support::client::apiserver_like(&s.ca),
+        &review,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 503);
+    assert!(reply.headers.get("retry-after").is_none());
+    let status = reply.json();
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "ServiceUnavailable");
+    assert_eq!(status["code"], 503);
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("4 connections open, its limit (--max-connections)"),
+        "{status}"
+    );
+    // Past the overflow: silent connections over the cap hold the overflow's slots until its
+    // timeout; meanwhile the next ones are closed at once, before any TLS work.
+    let silent = gke_wi_injector::connections::OVERFLOW_CONNECTIONS as usize;
+    let mut held = Vec::new();
+    for _ in 0..silent {
+        held.push(tokio::net::TcpStream::connect(s.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        s.try_tls(b"http/1.1").await.is_err(),
+        "past the overflow, no handshake"
+    );
+    // The overflow's connections are closed at their timeout; a client is answered 503 again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = support::client::post_review(
+            s.addr,
+            "localhost",
+            support::client::apiserver_like(&s.ca),
+            &review,
+        )
+        .await;
+        if got.as_ref().map(|r| r.status) == Ok(503) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{got:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The pooled connections were served throughout.
+    for conn in pooled.iter_mut() {
+        assert_eq!(review_on(conn).await, 200);
+    }
+    assert_eq!(s.livez().await, 200);
 }
 
 /// The hard limit on open files of this process, from /proc/self/limits.
@@ -108,7 +175,7 @@ async fn the_open_files_limit_is_raised_and_the_connection_cap_fits_under_it() {
     if hard < 200 {
         return eprintln!("hard open-files limit {hard}: cannot set one of 200");
     }
-    // A hard limit of 200 leaves room for 200 - 128 connections, whatever the flag says.
+    // A hard limit of 200 leaves room for 200 - 160 connections, whatever the flag says.
     let s = Served::start_with(
         "ulimit -n 200 &&",
         &["--max-connections", "1000", "--header-timeout", "30s"],
@@ -116,9 +183,9 @@ async fn the_open_files_limit_is_raised_and_the_connection_cap_fits_under_it() {
     .await;
     let lowered = s.log_lines("--max-connections lowered to fit the open-files limit");
     assert_eq!(lowered.len(), 1, "{}", s.logs());
-    assert_eq!(lowered[0]["lowered_to"], 72);
+    assert_eq!(lowered[0]["lowered_to"], 40);
     let (closed, _held) = flood(s.addr, 120, Duration::from_secs(2)).await;
-    assert_eq!(closed, 120 - 72);
+    assert_eq!(closed, 120 - 40);
     assert_eq!(
         s.metric("gke_wi_injector_accept_errors_total{listener=\"admission\"}")
             .await,
