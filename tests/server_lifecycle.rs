@@ -4,131 +4,21 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::client::{admin_get, apiserver_like, post_review};
+use support::limits::{Launch, Served};
 use support::{pod, pod_review};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gke-wi-injector");
-const EXAMPLE_NAMESPACES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/namespaces.yaml");
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// A `serve` process with the development certificate; its log goes to a file.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    ca_path: PathBuf,
-    log_path: PathBuf,
-}
-
-impl Serve {
-    fn spawn(dir: &Path, name: &str, addr: SocketAddr, admin: SocketAddr, extra: &[&str]) -> Serve {
-        let log_path = dir.join(format!("{name}.log"));
-        let log = Stdio::from(std::fs::File::create(&log_path).unwrap());
-        Serve::spawn_logging_to(dir, log_path, log, addr, admin, extra)
-    }
-
-    fn spawn_logging_to(
-        dir: &Path,
-        log_path: PathBuf,
-        log: Stdio,
-        addr: SocketAddr,
-        admin: SocketAddr,
-        extra: &[&str],
-    ) -> Serve {
-        let ca_path = dir.join("dev-ca.crt");
-        let child = Command::new(BIN)
-            .args(["serve", "--namespaces", EXAMPLE_NAMESPACES])
-            .arg(format!("--listen={addr}"))
-            .arg(format!("--admin-listen={admin}"))
-            .arg(format!("--dev-ca-out={}", ca_path.display()))
-            .args(extra)
-            .env("KUBECONFIG", dir.join("none"))
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Serve {
-            child,
-            addr,
-            admin,
-            ca_path,
-            log_path,
-        }
-    }
-
-    async fn start(dir: &Path, extra: &[&str]) -> Serve {
-        Serve::spawn(dir, "serve", free_addr(), free_addr(), extra)
-            .ready()
-            .await
-    }
-
-    async fn ready(mut self) -> Serve {
-        let serve = &mut self;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while admin_get(serve.admin, "/readyz").await.map(|r| r.0) != Ok(200) {
-            assert!(Instant::now() < deadline, "not ready in time");
-            assert!(serve.child.try_wait().unwrap().is_none(), "exited early");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        self
-    }
-
-    fn ca(&self) -> String {
-        std::fs::read_to_string(&self.ca_path).unwrap()
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    async fn exit_within(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "still running after {limit:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A request whose body never finishes arriving: it keeps the drain waiting.
-async fn stuck_request(serve: &Serve) -> tokio_rustls::client::TlsStream<TcpStream> {
+async fn stuck_request(serve: &Served) -> tokio_rustls::client::TlsStream<TcpStream> {
     let tcp = TcpStream::connect(serve.addr).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = TlsConnector::from(apiserver_like(&serve.ca()))
+    let mut tls = TlsConnector::from(apiserver_like(&serve.ca))
         .connect(name, tcp)
         .await
         .unwrap();
@@ -140,29 +30,30 @@ async fn stuck_request(serve: &Serve) -> tokio_rustls::client::TlsStream<TcpStre
 
 #[tokio::test]
 async fn sighup_drains_like_sigint_and_exits_0() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut serve = Serve::start(tmp.path(), &["--shutdown-grace=20s"]).await;
+    let mut serve = Served::start(&["--shutdown-grace=20s"]).await;
     let mut stuck = stuck_request(&serve).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     serve.signal("HUP");
     // Not killed: the drain waits for the request in flight ...
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(serve.child.try_wait().unwrap().is_none(), "{}", serve.log());
+    assert!(
+        serve.child.try_wait().unwrap().is_none(),
+        "{}",
+        serve.logs()
+    );
     // ... which is answered once its body has arrived; then the process exits 0.
     stuck.write_all(&[b' '; 999]).await.unwrap();
     stuck.flush().await.unwrap();
     let status = serve.exit_within(Duration::from_secs(10)).await;
-    assert_eq!(status.code(), Some(0), "{}", serve.log());
-    let log = serve.log();
+    assert_eq!(status.code(), Some(0), "{}", serve.logs());
+    let log = serve.logs();
     assert!(log.contains(r#""signal":"SIGHUP""#), "{log}");
     assert!(log.contains("drained"), "{log}");
 }
 
 #[tokio::test]
 async fn a_second_signal_ends_the_drain_at_once_with_status_1() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut serve =
-        Serve::start(tmp.path(), &["--shutdown-delay=0s", "--shutdown-grace=60s"]).await;
+    let mut serve = Served::start(&["--shutdown-delay=0s", "--shutdown-grace=60s"]).await;
     let _stuck = stuck_request(&serve).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     serve.signal("TERM");
@@ -175,8 +66,8 @@ async fn a_second_signal_ends_the_drain_at_once_with_status_1() {
     serve.signal("INT");
     let status = serve.exit_within(Duration::from_secs(5)).await;
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(status.code(), Some(1), "{}", serve.log());
-    let log = serve.log();
+    assert_eq!(status.code(), Some(1), "{}", serve.logs());
+    let log = serve.logs();
     assert!(
         log.contains("second signal: exiting without finishing the drain"),
         "{log}"
@@ -191,23 +82,31 @@ async fn a_second_signal_ends_the_drain_at_once_with_status_1() {
 
 #[tokio::test]
 async fn a_second_server_that_cannot_bind_leaves_the_first_ones_ca_in_place() {
-    let tmp = tempfile::tempdir().unwrap();
-    let first = Serve::start(tmp.path(), &[]).await;
-    let ca = first.ca();
+    let first = Served::start(&[]).await;
     // Same ports, same --dev-ca-out: it cannot bind and must not touch the CA file.
-    let mut second = Serve::spawn(tmp.path(), "second", first.addr, first.admin, &[]);
+    let mut second = Launch {
+        addr: first.addr,
+        admin: first.admin,
+        ca_path: first.ca_path.clone(),
+        ..Launch::new(&[])
+    }
+    .spawn();
     let status = second.exit_within(Duration::from_secs(20)).await;
     assert!(!status.success());
     assert!(
-        second.log().contains("cannot listen on --listen"),
+        second.logs().contains("cannot listen on --listen"),
         "{}",
-        second.log()
+        second.logs()
     );
-    assert_eq!(first.ca(), ca, "the first server's CA is still the file's");
+    let ca_now = std::fs::read_to_string(&first.ca_path).unwrap();
+    assert_eq!(
+        ca_now, first.ca,
+        "the first server's CA is still the file's"
+    );
     let reply = post_review(
         first.addr,
         "localhost",
-        apiserver_like(&first.ca()),
+        apiserver_like(&ca_now),
         &pod_review("team-a", pod(), false),
     )
     .await
@@ -217,29 +116,23 @@ async fn a_second_server_that_cannot_bind_leaves_the_first_ones_ca_in_place() {
 
 #[tokio::test]
 async fn hostile_strings_are_capped_in_the_log_and_refusals_carry_one_message() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut serve = Serve::start(tmp.path(), &[]).await;
+    let mut serve = Served::start(&[]).await;
     let huge = "n".repeat(1 << 20);
     let mut hostile = pod();
     hostile["metadata"]["name"] = huge.clone().into();
     let mut review = pod_review("team-a", hostile, false);
     review["request"]["name"] = huge.clone().into();
     review["request"]["uid"] = huge.clone().into();
-    let reply = post_review(
-        serve.addr,
-        "localhost",
-        apiserver_like(&serve.ca()),
-        &review,
-    )
-    .await
-    .unwrap();
+    let reply = post_review(serve.addr, "localhost", apiserver_like(&serve.ca), &review)
+        .await
+        .unwrap();
     assert_eq!(reply.status, 200);
     assert!(reply.json()["response"]["patch"].is_string());
     // A refusal that quotes a client-chosen header.
     let refused = support::client::request(
         serve.addr,
         "localhost",
-        apiserver_like(&serve.ca()),
+        apiserver_like(&serve.ca),
         "POST",
         "/mutate",
         Some(&format!("text/{}", "x".repeat(4000))),
@@ -254,7 +147,7 @@ async fn hostile_strings_are_capped_in_the_log_and_refusals_carry_one_message() 
         serve.exit_within(Duration::from_secs(15)).await.code(),
         Some(0)
     );
-    let log = serve.log();
+    let log = serve.logs();
     let answered = log
         .lines()
         .find(|l| l.contains("admission review answered"))
@@ -282,20 +175,15 @@ async fn hostile_strings_are_capped_in_the_log_and_refusals_carry_one_message() 
 
 #[tokio::test]
 async fn a_log_reader_that_stops_reading_never_stalls_admission() {
-    let tmp = tempfile::tempdir().unwrap();
     // stderr is a pipe nobody reads: it fills after some 64 KiB, and a write to it blocks.
     let (reader, writer) = std::io::pipe().unwrap();
-    let serve = Serve::spawn_logging_to(
-        tmp.path(),
-        tmp.path().join("unread"),
-        Stdio::from(writer),
-        free_addr(),
-        free_addr(),
-        &[],
-    )
-    .ready()
+    let serve = Launch {
+        stderr: Some(Stdio::from(writer)),
+        ..Launch::new(&[])
+    }
+    .start()
     .await;
-    let ca = std::fs::read_to_string(&serve.ca_path).unwrap();
+    let ca = serve.ca.clone();
 
     // One keep-alive connection, many reviews: each writes a log line of some 400 bytes.
     let tcp = TcpStream::connect(serve.addr).await.unwrap();

@@ -26,27 +26,58 @@ pub struct Served {
     pub child: Child,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The development CA, read once `/readyz` answered.
     pub ca: String,
+    pub ca_path: PathBuf,
     pub log: PathBuf,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
-fn free_port() -> u16 {
+/// A loopback address with a port free at the time of the call.
+pub fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port()
 }
 
-impl Served {
-    /// Starts `serve` with `args`, waiting (bounded) until `/readyz` answers 200. `wrap` is a
-    /// shell prefix such as `ulimit -n 256;` run before `exec`.
-    pub async fn start_with(wrap: &str, args: &[&str]) -> Served {
+/// How to start `serve`; [`Launch::new`] gives fresh ports and a temporary directory for the CA
+/// and the log.
+pub struct Launch<'a> {
+    /// A shell prefix such as `ulimit -n 256 &&`, run before `exec`.
+    pub wrap: &'a str,
+    pub args: &'a [&'a str],
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub ca_path: PathBuf,
+    pub log: PathBuf,
+    /// Where stderr goes; `None`: the `log` file.
+    pub stderr: Option<Stdio>,
+    /// Holds `ca_path` and `log` of [`Launch::new`]; removed when the `Served` is dropped.
+    pub dir: Option<tempfile::TempDir>,
+}
+
+impl<'a> Launch<'a> {
+    pub fn new(args: &'a [&'a str]) -> Launch<'a> {
         let dir = tempfile::tempdir().unwrap();
-        let (ca_path, log) = (dir.path().join("ca.crt"), dir.path().join("serve.log"));
-        let (port, admin_port) = (free_port(), free_port());
-        let script = format!("{wrap} exec \"$0\" \"$@\"");
+        Launch {
+            wrap: "",
+            args,
+            addr: free_addr(),
+            admin: free_addr(),
+            ca_path: dir.path().join("ca.crt"),
+            log: dir.path().join("serve.log"),
+            stderr: None,
+            dir: Some(dir),
+        }
+    }
+
+    /// Starts the process without waiting for it.
+    pub fn spawn(self) -> Served {
+        let script = format!("{} exec \"$0\" \"$@\"", self.wrap);
+        let stderr = self
+            .stderr
+            .unwrap_or_else(|| std::fs::File::create(&self.log).unwrap().into());
         let child = Command::new("sh")
             .args([
                 "-c",
@@ -56,37 +87,81 @@ impl Served {
                 "--namespaces",
                 EXAMPLE_NAMESPACES,
             ])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
-            .args(["--dev-ca-out", ca_path.to_str().unwrap()])
-            .args(args)
-            .env("KUBECONFIG", dir.path().join("none"))
+            .args(["--listen", &self.addr.to_string()])
+            .args(["--admin-listen", &self.admin.to_string()])
+            .args(["--dev-ca-out", self.ca_path.to_str().unwrap()])
+            .args(self.args)
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(stderr)
             .spawn()
             .unwrap();
-        let mut served = Served {
+        Served {
             child,
-            addr: format!("127.0.0.1:{port}").parse().unwrap(),
-            admin: format!("127.0.0.1:{admin_port}").parse().unwrap(),
+            addr: self.addr,
+            admin: self.admin,
             ca: String::new(),
-            log,
-            _dir: dir,
-        };
+            ca_path: self.ca_path,
+            log: self.log,
+            _dir: self.dir,
+        }
+    }
+
+    /// Starts the process and waits (bounded) until `/readyz` answers 200.
+    pub async fn start(self) -> Served {
+        self.spawn().ready().await
+    }
+}
+
+impl Served {
+    /// Waits (bounded) until `/readyz` answers 200, then reads the development CA.
+    pub async fn ready(mut self) -> Served {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while admin_get(served.admin, "/readyz").await.map(|r| r.0) != Ok(200) {
-            assert!(Instant::now() < deadline, "not ready: {}", served.logs());
+        while admin_get(self.admin, "/readyz").await.map(|r| r.0) != Ok(200) {
+            assert!(Instant::now() < deadline, "not ready: {}", self.logs());
             assert!(
-                served.child.try_wait().unwrap().is_none(),
+                self.child.try_wait().unwrap().is_none(),
                 "exited: {}",
-                served.logs()
+                self.logs()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        served.ca = std::fs::read_to_string(&ca_path).unwrap();
-        served
+        self.ca = std::fs::read_to_string(&self.ca_path).unwrap();
+        self
+    }
+
+    /// Starts `serve` with `args`, waiting (bounded) until `/readyz` answers 200. `wrap` is a
+    /// shell prefix such as `ulimit -n 256;` run before `exec`.
+    pub async fn start_with(wrap: &str, args: &[&str]) -> Served {
+        Launch {
+            wrap,
+            ..Launch::new(args)
+        }
+        .start()
+        .await
+    }
+
+    /// Sends the signal `name` (`TERM`, `INT`, `HUP`) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The exit status, waiting at most `limit`.
+    pub async fn exit_within(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "still running after {limit:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn start(args: &[&str]) -> Served {
