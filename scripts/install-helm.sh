@@ -27,12 +27,16 @@ mkdir -p "${out_dir}"
 out_dir="$(cd "${out_dir}" && pwd)"
 bin="${out_dir}/helm"
 
-# A `go install` build has no version stamped into `helm version` (it prints its default), so ask
-# Go which module version the binary was built from.
+# Built like the release binaries (helm's Makefile): the version and the Kubernetes version helm
+# assumes without a cluster (`helm template`, `install --dry-run=client`, lint's deprecation
+# checks) are stamped in with -ldflags; a plain `go install` would assume Kubernetes v1.20.
 is_fresh() {
   [[ -x "${bin}" ]] || return 1
-  command -v go >/dev/null 2>&1 \
-    && go version -m "${bin}" 2>/dev/null | grep -qE "^[[:space:]]+mod[[:space:]]+helm\.sh/helm/v3[[:space:]]+${version//./\\.}([[:space:]]|$)"
+  command -v go >/dev/null 2>&1 || return 1
+  local info
+  info="$(go version -m "${bin}" 2>/dev/null)" || return 1
+  grep -qE "^[[:space:]]+mod[[:space:]]+helm\.sh/helm/v3[[:space:]]+${version//./\\.}([[:space:]]|$)" <<<"${info}" \
+    && grep -qF "internal/version.version=${version}" <<<"${info}"
 }
 
 if is_fresh; then
@@ -46,11 +50,24 @@ if ! command -v go >/dev/null 2>&1; then
   exit 1
 fi
 
-log "building helm.sh/helm/v3/cmd/helm@${version} into ${out_dir}"
 start=$(date +%s)
+# The Kubernetes version is 1.<minor of the k8s.io/client-go that helm's go.mod requires>, as in
+# helm's Makefile.
+gomod="$(cd "${out_dir}" && GO111MODULE=on go mod download -json "helm.sh/helm/v3@${version}" \
+  | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
+k8s_minor="$(awk '$1 == "k8s.io/client-go" { split($2, v, "."); print v[2] }' "${gomod}")"
+if [[ ! "${k8s_minor}" =~ ^[0-9]+$ ]]; then
+  log "cannot read the k8s.io/client-go version from ${gomod}"
+  exit 1
+fi
+ldflags="-X helm.sh/helm/v3/internal/version.version=${version}"
+for pkg in pkg/lint/rules pkg/chartutil; do
+  ldflags+=" -X helm.sh/helm/v3/${pkg}.k8sVersionMajor=1 -X helm.sh/helm/v3/${pkg}.k8sVersionMinor=${k8s_minor}"
+done
+log "building helm.sh/helm/v3/cmd/helm@${version} (Kubernetes 1.${k8s_minor}) into ${out_dir}"
 # Module mode outside any go.mod; CGO off gives a static binary that runs anywhere.
 (cd "${out_dir}" && GOBIN="${out_dir}" CGO_ENABLED=0 GO111MODULE=on \
-  go install "helm.sh/helm/v3/cmd/helm@${version}") >&2
+  go install -ldflags "${ldflags}" "helm.sh/helm/v3/cmd/helm@${version}") >&2
 log "built in $(( $(date +%s) - start ))s"
 
 if ! is_fresh; then
