@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what it needs, then format, lint, every
 # test target (unit, golden, property, CLI, server, manifests, Helm chart, alerting rules and
-# end-to-end against a real
-# kube-apiserver), and the static release build of the image's binary.
+# end-to-end against a real kube-apiserver), and the static release build of the image's binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -169,19 +169,22 @@ fn the_schema_refuses_values_the_injector_would_not_accept() {
     }
     // Required companions of the certificate modes.
     for (values, missing) in [
-        ("certificates: {mode: selfSigned}", "certificates.selfSigned.caCrt"),
+        ("certificates: {mode: selfSigned}", "certificates.selfSigned."),
         (
             "certificates: {mode: selfSigned, selfSigned: {caCrt: \"-----BEGIN CERTIFICATE-----\\n\"}}",
             "certificates.selfSigned.tlsCrt",
         ),
-        ("certificates: {mode: existingSecret}", "certificates.existingSecret.name"),
+        ("certificates: {mode: existingSecret}", "certificates.existingSecret."),
         (
             "certificates: {mode: existingSecret, existingSecret: {name: mine}}",
             "certificates.existingSecret.caCrt",
         ),
     ] {
         let err = try_render(NAME, NS, values).expect_err(values);
-        assert!(err.contains(missing), "{values}: helm said {err}");
+        assert!(
+            err.contains(missing) && err.contains("is required"),
+            "{values}: helm said {err}"
+        );
     }
 }
 
@@ -265,7 +268,11 @@ fn scheduling_values_reach_the_pod_spec() {
     let pod = r.pod_spec(NAME);
     assert_eq!(r.container(NAME)["resources"]["limits"]["memory"], "512Mi");
     assert_eq!(r.container(NAME)["resources"]["requests"]["cpu"], "100m");
-    assert_eq!(pod["nodeSelector"], json!({"pool": "system"}));
+    // Helm merges maps with the defaults: the Linux selector stays unless set to null.
+    assert_eq!(
+        pod["nodeSelector"],
+        json!({"kubernetes.io/os": "linux", "pool": "system"})
+    );
     assert_eq!(pod["tolerations"][0]["key"], "dedicated");
     // A given affinity replaces the default anti-affinity.
     assert!(pod["affinity"].get("podAntiAffinity").is_none(), "{}", pod["affinity"]);
@@ -282,7 +289,9 @@ fn scheduling_values_reach_the_pod_spec() {
     for absent in ["tolerations", "topologySpreadConstraints", "priorityClassName", "imagePullSecrets"] {
         assert!(pod.get(absent).is_none(), "{absent} rendered by default");
     }
-    // An empty nodeSelector renders none.
+    let r = render("nodeSelector: {kubernetes.io/os: null, pool: system}");
+    assert_eq!(r.pod_spec(NAME)["nodeSelector"], json!({"pool": "system"}));
+    // No selector at all renders none.
     assert!(render("nodeSelector: null").pod_spec(NAME).get("nodeSelector").is_none());
 }
 
