@@ -64,7 +64,10 @@ fn diff(a: &Value, b: &Value) -> String {
 fn default_values_render_deploy_object_for_object() {
     let kustomize = kustomize_build(&Path::new(ROOT).join("deploy"));
     let helm = render("");
-    eprintln!("allowed differences:\n- {}", ALLOWED_DIFFERENCES.join("\n- "));
+    eprintln!(
+        "allowed differences:\n- {}",
+        ALLOWED_DIFFERENCES.join("\n- ")
+    );
 
     let mut want = kustomize.ids();
     want.retain(|i| i != "Namespace/gke-wi-injector");
@@ -76,7 +79,10 @@ fn default_values_render_deploy_object_for_object() {
         if k["kind"] == "Namespace" {
             continue;
         }
-        let h = helm.get(k["kind"].as_str().unwrap(), k["metadata"]["name"].as_str().unwrap());
+        let h = helm.get(
+            k["kind"].as_str().unwrap(),
+            k["metadata"]["name"].as_str().unwrap(),
+        );
         let h = strip_helm_labels(h.clone(), NAME);
         assert!(h == *k, "{} differs:\n{}", id(k), diff(k, &h));
     }
@@ -88,7 +94,10 @@ fn namespace_create_renders_deploys_namespace() {
     let helm = render("namespace: {create: true}");
     let ns = strip_helm_labels(helm.get("Namespace", NS).clone(), NAME);
     assert_eq!(&ns, kustomize.get("Namespace", NS));
-    assert_eq!(ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted");
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
 }
 
 #[test]
@@ -121,14 +130,28 @@ fn helm_lint_is_clean_in_every_certificate_mode() {
             .to_string(),
     ] {
         let mut cmd = Command::new(helm());
-        cmd.args(["lint", "--strict", CHART, "--kube-version", tools::KUBE_VERSION]);
+        cmd.args([
+            "lint",
+            "--strict",
+            CHART,
+            "--kube-version",
+            tools::KUBE_VERSION,
+        ]);
         if !set.is_empty() {
             cmd.args(["--set-string", &set]);
         }
         // --set-string would make booleans strings; booleans go through --set.
         if set.contains("enabled=true") {
             cmd = Command::new(helm());
-            cmd.args(["lint", "--strict", CHART, "--kube-version", tools::KUBE_VERSION, "--set", &set]);
+            cmd.args([
+                "lint",
+                "--strict",
+                CHART,
+                "--kube-version",
+                tools::KUBE_VERSION,
+                "--set",
+                &set,
+            ]);
         }
         let out = run(cmd.current_dir(ROOT));
         let text = String::from_utf8_lossy(&out.stdout);
@@ -137,7 +160,10 @@ fn helm_lint_is_clean_in_every_certificate_mode() {
             "helm lint {set}:\n{text}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(!text.contains("[WARNING]") && !text.contains("[ERROR]"), "{set}:\n{text}");
+        assert!(
+            !text.contains("[WARNING]") && !text.contains("[ERROR]"),
+            "{set}:\n{text}"
+        );
     }
 }
 
@@ -154,9 +180,15 @@ fn the_schema_refuses_values_the_injector_would_not_accept() {
         ("logFormat: yaml", "logFormat"),
         ("image: {digest: latest}", "digest"),
         ("image: {pullPolicy: Sometimes}", "pullPolicy"),
-        ("networkPolicy: {apiServerCIDR: 172.16.0.2}", "apiServerCIDR"),
+        (
+            "networkPolicy: {apiServerCIDR: 172.16.0.2}",
+            "apiServerCIDR",
+        ),
         ("podDisruptionBudget: {minAvailable: half}", "minAvailable"),
-        ("webhook: {extraExcludedNamespaces: [a, a]}", "extraExcludedNamespaces"),
+        (
+            "webhook: {extraExcludedNamespaces: [a, a]}",
+            "extraExcludedNamespaces",
+        ),
         // A misspelt key is an error, not silently ignored.
         ("replica: 3", "replica"),
         ("webhook: {failurepolicy: Fail}", "failurepolicy"),
@@ -169,12 +201,18 @@ fn the_schema_refuses_values_the_injector_would_not_accept() {
     }
     // Required companions of the certificate modes.
     for (values, missing) in [
-        ("certificates: {mode: selfSigned}", "certificates.selfSigned."),
+        (
+            "certificates: {mode: selfSigned}",
+            "certificates.selfSigned.",
+        ),
         (
             "certificates: {mode: selfSigned, selfSigned: {caCrt: \"-----BEGIN CERTIFICATE-----\\n\"}}",
             "certificates.selfSigned.tlsCrt",
         ),
-        ("certificates: {mode: existingSecret}", "certificates.existingSecret."),
+        (
+            "certificates: {mode: existingSecret}",
+            "certificates.existingSecret.",
+        ),
         (
             "certificates: {mode: existingSecret, existingSecret: {name: mine}}",
             "certificates.existingSecret.caCrt",
@@ -199,8 +237,14 @@ fn image_values_reach_the_injector_and_the_wait_container() {
     let c = r.container(NAME);
     assert_eq!(c["image"], image.as_str());
     assert_eq!(c["imagePullPolicy"], "Always");
-    assert!(r.env(NAME).contains(&("GKE_WI_INJECTOR_WAIT_IMAGE".into(), image.clone())));
-    assert_eq!(r.pod_spec(NAME)["imagePullSecrets"], json!([{"name": "regcred"}]));
+    assert!(
+        r.env(NAME)
+            .contains(&("GKE_WI_INJECTOR_WAIT_IMAGE".into(), image.clone()))
+    );
+    assert_eq!(
+        r.pod_spec(NAME)["imagePullSecrets"],
+        json!([{"name": "regcred"}])
+    );
 
     let r = render("image: {tag: 9.9.9}\nmutation: {waitImage: curlimages/curl:8.10.1}");
     assert_eq!(r.container(NAME)["image"], "gke-wi-injector:9.9.9");
@@ -216,8 +260,14 @@ fn mutation_and_log_values_become_the_serve_flags_environment() {
     assert_eq!(
         defaults,
         [
-            ("GKE_WI_INJECTOR_NAMESPACE".to_string(), "<from>".to_string()),
-            ("GKE_WI_INJECTOR_WAIT_IMAGE".into(), format!("gke-wi-injector:{}", env!("CARGO_PKG_VERSION"))),
+            (
+                "GKE_WI_INJECTOR_NAMESPACE".to_string(),
+                "<from>".to_string()
+            ),
+            (
+                "GKE_WI_INJECTOR_WAIT_IMAGE".into(),
+                format!("gke-wi-injector:{}", env!("CARGO_PKG_VERSION"))
+            ),
         ]
     );
     let r = render(
@@ -232,7 +282,10 @@ fn mutation_and_log_values_become_the_serve_flags_environment() {
             ("GKE_WI_INJECTOR_PREFIX", "wi.example.com"),
             ("GKE_WI_INJECTOR_METADATA_HOST", "169.254.169.252"),
             ("GKE_WI_INJECTOR_WAIT_MODE", "curl"),
-            ("GKE_WI_INJECTOR_WAIT_IMAGE_WINDOWS", "example.invalid/wait-windows:1"),
+            (
+                "GKE_WI_INJECTOR_WAIT_IMAGE_WINDOWS",
+                "example.invalid/wait-windows:1"
+            ),
             ("GKE_WI_INJECTOR_WAIT_CPU_REQUEST", "20m"),
             ("GKE_WI_INJECTOR_WAIT_MEMORY_REQUEST", "24Mi"),
             ("GKE_WI_INJECTOR_WAIT_MEMORY_LIMIT", "48Mi"),
@@ -243,7 +296,10 @@ fn mutation_and_log_values_become_the_serve_flags_environment() {
     // Every variable is one `serve` reads (src/cli.rs).
     let cli = std::fs::read_to_string(Path::new(ROOT).join("src/cli.rs")).unwrap();
     for (k, _) in &env {
-        assert!(cli.contains(&format!("env = \"{k}\"")), "{k} is not a serve flag");
+        assert!(
+            cli.contains(&format!("env = \"{k}\"")),
+            "{k} is not a serve flag"
+        );
     }
     // The prefix is also the label the webhook selects namespaces by.
     assert_eq!(
@@ -275,30 +331,50 @@ fn scheduling_values_reach_the_pod_spec() {
     );
     assert_eq!(pod["tolerations"][0]["key"], "dedicated");
     // A given affinity replaces the default anti-affinity.
-    assert!(pod["affinity"].get("podAntiAffinity").is_none(), "{}", pod["affinity"]);
+    assert!(
+        pod["affinity"].get("podAntiAffinity").is_none(),
+        "{}",
+        pod["affinity"]
+    );
     assert_eq!(
-        pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-            ["nodeSelectorTerms"][0]["matchExpressions"][0]["key"],
+        pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+            [0]["matchExpressions"][0]["key"],
         "pool"
     );
-    assert_eq!(pod["topologySpreadConstraints"][0]["topologyKey"], "topology.kubernetes.io/zone");
+    assert_eq!(
+        pod["topologySpreadConstraints"][0]["topologyKey"],
+        "topology.kubernetes.io/zone"
+    );
     assert_eq!(pod["priorityClassName"], "system-cluster-critical");
 
     let defaults = render("");
     let pod = defaults.pod_spec(NAME);
-    for absent in ["tolerations", "topologySpreadConstraints", "priorityClassName", "imagePullSecrets"] {
+    for absent in [
+        "tolerations",
+        "topologySpreadConstraints",
+        "priorityClassName",
+        "imagePullSecrets",
+    ] {
         assert!(pod.get(absent).is_none(), "{absent} rendered by default");
     }
     let r = render("nodeSelector: {kubernetes.io/os: null, pool: system}");
     assert_eq!(r.pod_spec(NAME)["nodeSelector"], json!({"pool": "system"}));
     // No selector at all renders none.
-    assert!(render("nodeSelector: null").pod_spec(NAME).get("nodeSelector").is_none());
+    assert!(
+        render("nodeSelector: null")
+            .pod_spec(NAME)
+            .get("nodeSelector")
+            .is_none()
+    );
 }
 
 #[test]
 fn the_pod_disruption_budget_follows_its_values() {
     let r = render("podDisruptionBudget: {minAvailable: 50%}");
-    assert_eq!(r.get("PodDisruptionBudget", NAME)["spec"]["minAvailable"], "50%");
+    assert_eq!(
+        r.get("PodDisruptionBudget", NAME)["spec"]["minAvailable"],
+        "50%"
+    );
     let r = render("podDisruptionBudget: {enabled: false}");
     assert!(!r.has_kind("PodDisruptionBudget"), "{:?}", r.ids());
 }
@@ -350,20 +426,25 @@ fn another_release_name_and_namespace_rename_everything_consistently() {
         json!(["kube-system", "platform-wi"])
     );
     assert_eq!(
-        r.get("MutatingWebhookConfiguration", full)["metadata"]["annotations"]
-            ["cert-manager.io/inject-ca-from"],
+        r.get("MutatingWebhookConfiguration", full)["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
         "platform-wi/wi-gke-wi-injector-tls"
     );
     assert_eq!(
         r.get("Certificate", "wi-gke-wi-injector-tls")["spec"]["dnsNames"],
-        json!(["wi-gke-wi-injector.platform-wi.svc", "wi-gke-wi-injector.platform-wi.svc.cluster.local"])
+        json!([
+            "wi-gke-wi-injector.platform-wi.svc",
+            "wi-gke-wi-injector.platform-wi.svc.cluster.local"
+        ])
     );
     assert_eq!(r.pod_spec(full)["serviceAccountName"], full);
     assert_eq!(
         r.get("ClusterRoleBinding", full)["subjects"],
         json!([{"kind": "ServiceAccount", "name": full, "namespace": "platform-wi"}])
     );
-    assert_eq!(r.pod_spec(full)["volumes"][0]["secret"]["secretName"], "wi-gke-wi-injector-tls");
+    assert_eq!(
+        r.pod_spec(full)["volumes"][0]["secret"]["secretName"],
+        "wi-gke-wi-injector-tls"
+    );
 
     let r = Rendered {
         docs: try_render("x", NS, "fullnameOverride: gke-wi-injector").unwrap(),
@@ -382,9 +463,10 @@ fn b64(s: &str) -> String {
 
 fn no_cert_manager(r: &Rendered) {
     assert!(
-        r.docs
-            .iter()
-            .all(|d| !d["apiVersion"].as_str().unwrap().starts_with("cert-manager.io/")),
+        r.docs.iter().all(|d| !d["apiVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("cert-manager.io/")),
         "{:?}",
         r.ids()
     );
@@ -468,8 +550,7 @@ fn the_network_policy_admits_the_webhook_and_monitoring_only() {
     let np = &r.get("NetworkPolicy", NAME)["spec"];
     assert_eq!(np["policyTypes"], json!(["Ingress", "Egress"]));
     assert_eq!(
-        np["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"]
-            ["kubernetes.io/metadata.name"],
+        np["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
         "prometheus"
     );
     assert_eq!(
@@ -511,7 +592,13 @@ fn monitoring_objects_are_optional() {
     for (k, v) in sm["spec"]["selector"]["matchLabels"].as_object().unwrap() {
         assert_eq!(&svc["metadata"]["labels"][k], v, "Service label {k}");
     }
-    assert!(svc["spec"]["ports"].as_array().unwrap().iter().any(|p| p["name"] == "admin"));
+    assert!(
+        svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "admin")
+    );
     assert_eq!(
         r.get("PrometheusRule", NAME)["metadata"]["labels"]["release"],
         "prom"
@@ -567,7 +654,11 @@ fn notes(values: &str) -> String {
         .arg(&chart)
         .args(["--namespace", NS, "--values"])
         .arg(&file));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = Rendered {
         docs: tools::docs(&String::from_utf8(out.stdout).unwrap()),
     };
@@ -603,7 +694,9 @@ fn notes_tell_how_to_opt_in_and_check() {
     ] {
         assert!(text.contains(want), "NOTES lack {want:?}:\n{text}");
     }
-    let text = notes("namespace: {create: true}\ncertificates: {mode: existingSecret, existingSecret: {name: s, caCrt: \"-----BEGIN CERTIFICATE-----\"}}");
+    let text = notes(
+        "namespace: {create: true}\ncertificates: {mode: existingSecret, existingSecret: {name: s, caCrt: \"-----BEGIN CERTIFICATE-----\"}}",
+    );
     assert!(!text.contains("pod-security"), "{text}");
     assert!(!text.contains("cert-manager"), "{text}");
 }

@@ -89,8 +89,13 @@ pub fn table() -> String {
 pub fn check_readme() {
     let path = Path::new(ROOT).join("README.md");
     let readme = std::fs::read_to_string(&path).unwrap();
-    let start = readme.find(START).expect("README has the values table's start marker") + START.len();
-    let end = readme.find(END).expect("README has the values table's end marker");
+    let start = readme
+        .find(START)
+        .expect("README has the values table's start marker")
+        + START.len();
+    let end = readme
+        .find(END)
+        .expect("README has the values table's end marker");
     let want = format!("\n{}", table());
     if readme[start..end] != want && std::env::var_os("GKE_WI_UPDATE_README").is_some() {
         let updated = format!("{}{want}{}", &readme[..start], &readme[end..]);
@@ -113,7 +118,10 @@ pub fn check_defaults() {
         let props = node["properties"].as_object().unwrap();
         let keys: Vec<&String> = values.as_object().unwrap().keys().collect();
         let want: Vec<&String> = props.keys().collect();
-        assert_eq!(keys, want, "values.yaml keys under {path:?} (in schema order)");
+        assert_eq!(
+            keys, want,
+            "values.yaml keys under {path:?} (in schema order)"
+        );
         for (key, prop) in props {
             let here = format!("{path}.{key}");
             if is_structured(prop) {
