@@ -18,8 +18,8 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
-{{/* The Pods' labels and every selector, exactly as deploy/ sets them (a selector is immutable:
-the same selector lets a kustomize install be taken over by the chart). */}}
+{{/* The Pods' labels and every selector, exactly as deploy/ sets them (a Deployment's selector is
+immutable: the same one lets the chart take over a kustomize install's Deployment). */}}
 {{- define "gke-wi-injector.selectorLabels" -}}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/component: webhook
