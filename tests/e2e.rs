@@ -9,6 +9,9 @@
 //! A failing case does not stop the others: every failure is reported with its case name, then
 //! the test fails. A warm run takes about 30 s; `GKE_WI_E2E_KEEP_DIR=1` keeps the logs of
 //! etcd, kube-apiserver and the injector(s).
+//!
+//! `helm_chart_applied_and_a_pod_injected_through_it` (case 14) runs on its own control plane:
+//! `cargo test --test e2e helm` runs only it.
 
 #[path = "e2e/support/control_plane.rs"]
 mod control_plane;
