@@ -4,6 +4,8 @@
 //! the rules and the dashboard use only metric names, labels and buckets that the injector's real
 //! `/metrics` output has; and deploy/components/monitoring carries the same rules and dashboard.
 
+#[path = "monitoring/metrics_text.rs"]
+mod metrics_text;
 #[path = "helm/tools.rs"]
 mod tools;
 
@@ -11,104 +13,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-use gke_wi_injector::metrics::Metrics;
-use gke_wi_injector::policy::Features;
+use metrics_text::{FAILED_OUTCOMES, OUTCOMES, injector_metrics_in, parse_series, real_metrics};
 use serde_json::Value;
 use tools::{NAME, ROOT, kustomize_build, promtool, render, run};
 
 /// Labels Prometheus adds when the ServiceMonitor scrapes a replica; the injector sets none of them.
 const SCRAPE_LABELS: [&str; 6] = ["namespace", "job", "pod", "instance", "endpoint", "service"];
-
-/// Every `outcome` label value (src/metrics.rs `OutcomeLabel`).
-const OUTCOMES: [&str; 10] = [
-    "mutated",
-    "unchanged",
-    "skipped",
-    "ignored",
-    "error",
-    "denied",
-    "bad_request",
-    "unsupported_media_type",
-    "payload_too_large",
-    "request_timeout",
-];
-
-/// The outcomes the error alert counts: the injector could not decide, or refused the request.
-const FAILED_OUTCOMES: [&str; 6] = [
-    "error",
-    "denied",
-    "bad_request",
-    "unsupported_media_type",
-    "payload_too_large",
-    "request_timeout",
-];
-
-/// One sample line: metric name and labels.
-#[derive(Debug)]
-struct Series {
-    name: String,
-    labels: BTreeMap<String, String>,
-}
-
-fn parse_series(s: &str) -> Series {
-    let s = s.trim();
-    let (name, rest) = match s.find('{') {
-        Some(i) => (&s[..i], &s[i + 1..s.rfind('}').unwrap()]),
-        None => (s.split_whitespace().next().unwrap(), ""),
-    };
-    let mut labels = BTreeMap::new();
-    for pair in rest.split("\",").map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap();
-        labels.insert(k.trim().to_string(), v.trim().trim_matches('"').to_string());
-    }
-    Series {
-        name: name.to_string(),
-        labels,
-    }
-}
-
-/// `/metrics` of a server that has seen every kind of event, parsed.
-fn real_metrics() -> Vec<Series> {
-    let m = Metrics::new();
-    let all = Features {
-        wait: true,
-        host: true,
-        istio: true,
-    };
-    for outcome in OUTCOMES {
-        m.request(outcome, all);
-    }
-    drop(m.timer());
-    for result in ["cache", "get", "unknown"] {
-        m.lookup(result);
-    }
-    m.set_cert_not_after(1_900_000_000);
-    for source in ["tls", "namespaces"] {
-        m.reload_failed(source);
-        m.reload_deferred(source);
-    }
-    m.set_log_drops(|| 3);
-    m.encode(5, true)
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(parse_series)
-        .collect()
-}
-
-/// Metric names an expression uses that the injector exports (`gke_wi_injector_...`).
-fn injector_metrics_in(expr: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = expr;
-    while let Some(i) = rest.find("gke_wi_injector_") {
-        let tail = &rest[i..];
-        let end = tail
-            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
-            .unwrap_or(tail.len());
-        out.push(tail[..end].to_string());
-        rest = &tail[end..];
-    }
-    out
-}
 
 fn rules() -> Value {
     let r = render("monitoring: {prometheusRule: {enabled: true}}");
