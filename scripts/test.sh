@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what it needs, then format, lint, every
-# test target (unit, golden, property, CLI, server, manifests and end-to-end against a real
-# kube-apiserver), and the static release build of the image's binary.
+# test target (unit, golden, property, CLI, server, manifests, Helm chart, alerting rules and
+# end-to-end against a real kube-apiserver), and the static release build of the image's binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +29,16 @@ if [ -x scripts/install-kustomize.sh ] && [ -z "${KUSTOMIZE:-}" ]; then
   log "kustomize"
   KUSTOMIZE="$(scripts/install-kustomize.sh | tail -n1)"
   export KUSTOMIZE
+fi
+if [ -x scripts/install-helm.sh ] && [ -z "${HELM:-}" ]; then
+  log "helm"
+  HELM="$(scripts/install-helm.sh | tail -n1)"
+  export HELM
+fi
+if [ -x scripts/install-promtool.sh ] && [ -z "${PROMTOOL:-}" ]; then
+  log "promtool"
+  PROMTOOL="$(scripts/install-promtool.sh | tail -n1)"
+  export PROMTOOL
 fi
 if [ -x tests/e2e/build-control-plane.sh ]; then
   log "kube-apiserver, etcd and kubectl for the end-to-end tests"

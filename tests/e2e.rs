@@ -9,6 +9,9 @@
 //! A failing case does not stop the others: every failure is reported with its case name, then
 //! the test fails. A warm run takes about 30 s; `GKE_WI_E2E_KEEP_DIR=1` keeps the logs of
 //! etcd, kube-apiserver and the injector(s).
+//!
+//! `helm_chart_applied_and_a_pod_injected_through_it` (case 14) runs on its own control plane:
+//! `cargo test --test e2e helm` runs only it.
 
 #[path = "e2e/support/control_plane.rs"]
 mod control_plane;
@@ -23,6 +26,8 @@ mod cases_basic;
 mod cases_chain;
 #[path = "e2e/cases_deploy.rs"]
 mod cases_deploy;
+#[path = "e2e/cases_helm.rs"]
+mod cases_helm;
 #[path = "e2e/cases_tls.rs"]
 mod cases_tls;
 
@@ -137,6 +142,21 @@ async fn e2e_against_a_real_kube_apiserver() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Case 14, on its own control plane (`cargo test --test e2e helm`): the Helm chart applied to
+/// the real API server and a Pod injected through the webhook configuration it rendered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_chart_applied_and_a_pod_injected_through_it() -> Result<()> {
+    let env = setup().await?;
+    let r = cases_helm::chart_applied_and_injecting(&env);
+    if r.is_err() {
+        eprintln!(
+            "--- injector log (tail) ---\n{}",
+            tail(&env.inj.log_text(), 40)
+        );
+    }
+    r
 }
 
 fn tail(s: &str, n: usize) -> String {
