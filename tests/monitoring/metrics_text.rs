@@ -7,7 +7,7 @@ use gke_wi_injector::metrics::Metrics;
 use gke_wi_injector::policy::Features;
 
 /// Every `outcome` label value (src/metrics.rs `OutcomeLabel`).
-pub const OUTCOMES: [&str; 10] = [
+pub const OUTCOMES: [&str; 11] = [
     "mutated",
     "unchanged",
     "skipped",
@@ -18,16 +18,18 @@ pub const OUTCOMES: [&str; 10] = [
     "unsupported_media_type",
     "payload_too_large",
     "request_timeout",
+    "over_capacity",
 ];
 
 /// The outcomes the error alert counts: the injector could not decide, or refused the request.
-pub const FAILED_OUTCOMES: [&str; 6] = [
+pub const FAILED_OUTCOMES: [&str; 7] = [
     "error",
     "denied",
     "bad_request",
     "unsupported_media_type",
     "payload_too_large",
     "request_timeout",
+    "over_capacity",
 ];
 
 /// One sample line: metric name and labels.
