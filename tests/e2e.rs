@@ -17,6 +17,8 @@
 mod control_plane;
 #[path = "e2e/support/harness.rs"]
 mod harness;
+#[path = "e2e/support/istiod.rs"]
+mod istiod;
 #[path = "e2e/support/late_webhook.rs"]
 mod late_webhook;
 
@@ -28,6 +30,8 @@ mod cases_chain;
 mod cases_deploy;
 #[path = "e2e/cases_helm.rs"]
 mod cases_helm;
+#[path = "e2e/cases_istio.rs"]
+mod cases_istio;
 #[path = "e2e/cases_tls.rs"]
 mod cases_tls;
 
@@ -157,6 +161,69 @@ async fn helm_chart_applied_and_a_pod_injected_through_it() -> Result<()> {
         );
     }
     r
+}
+
+/// Istio cases, on their own control plane (`cargo test --test e2e istio`): the real Istio
+/// sidecar injector (istiod built from the pinned Go module, configured by Istio's own chart)
+/// called after ours by the API server; each case asserts on the Pod the API server stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_sidecar_injector_after_ours() -> Result<()> {
+    let started = Instant::now();
+    let env = setup().await?;
+    // Blocking work on this test's runtime, as the other cases do: nothing async runs meanwhile.
+    let istiod = istiod::Istiod::start(&env.cp)?;
+    eprintln!(
+        "e2e: Istio {}-dev (istio.io/istio {}) ready after {:?}",
+        istiod.line,
+        cases_istio::pinned_version()?,
+        started.elapsed()
+    );
+    let mut failures = Vec::new();
+    let mut case = |name: &str, r: Result<()>| match r {
+        Ok(()) => eprintln!("e2e: PASS {name}"),
+        Err(e) => {
+            eprintln!("e2e: FAIL {name}: {e:#}");
+            failures.push(format!("{name}: {e:#}"));
+        }
+    };
+    case(
+        "istio 1: classic sidecar holds the app, init excludes our range",
+        cases_istio::classic_sidecar(&env, &istiod),
+    );
+    case(
+        "istio 2: native sidecar",
+        cases_istio::native_sidecar(&env),
+    );
+    case(
+        "istio 3: revision and revision tag",
+        cases_istio::revision_and_tag(&env),
+    );
+    case(
+        "istio 4: the user's proxy config and ranges merged",
+        cases_istio::users_proxy_config_merged(&env),
+    );
+    case(
+        "istio 5: P/istio=disabled",
+        cases_istio::istio_feature_disabled(&env),
+    );
+    case(
+        "istio 6: a configuration sorted before ours",
+        cases_istio::misordered_configuration(&env, &istiod),
+    );
+    eprintln!("e2e: istio total {:?}", started.elapsed());
+    if !failures.is_empty() {
+        eprintln!(
+            "--- injector log (tail) ---\n{}\n{}",
+            tail(&env.inj.log_text(), 30),
+            istiod.log_tail(30)
+        );
+        bail!(
+            "{} Istio case(s) failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+    Ok(())
 }
 
 fn tail(s: &str, n: usize) -> String {
