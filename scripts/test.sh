@@ -46,6 +46,12 @@ if [ -x tests/e2e/build-control-plane.sh ]; then
   export GKE_WI_E2E_BIN_DIR
 fi
 
+if [ -x tests/e2e/build-istio.sh ] && [ -z "${GKE_WI_ISTIO_DIR:-}" ]; then
+  log "Istio's pilot-discovery (istiod) and charts for the Istio end-to-end test"
+  GKE_WI_ISTIO_DIR="$(tests/e2e/build-istio.sh | tail -n1)"
+  export GKE_WI_ISTIO_DIR
+fi
+
 log "cargo test"
 cargo test --all-targets --no-fail-fast
 

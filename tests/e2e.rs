@@ -190,10 +190,7 @@ async fn istio_sidecar_injector_after_ours() -> Result<()> {
         "istio 1: classic sidecar holds the app, init excludes our range",
         cases_istio::classic_sidecar(&env, &istiod),
     );
-    case(
-        "istio 2: native sidecar",
-        cases_istio::native_sidecar(&env),
-    );
+    case("istio 2: native sidecar", cases_istio::native_sidecar(&env));
     case(
         "istio 3: revision and revision tag",
         cases_istio::revision_and_tag(&env),

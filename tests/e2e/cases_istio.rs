@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 
 use crate::harness::{REPO, kubectl_obj};
 use crate::istiod::{Istiod, REVISION};
-use crate::{Env, HOST, P, all_containers, create_pod, host_env, injected, kubectl, names, namespace, pod};
+use crate::{
+    Env, HOST, P, all_containers, create_pod, host_env, injected, kubectl, names, namespace, pod,
+};
 
 pub const RANGE: &str = "169.254.169.254/32";
 const WAIT: &str = "gke-metadata-wait";

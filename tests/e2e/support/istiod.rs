@@ -31,7 +31,10 @@ pub const TAG: &str = "default";
 pub const ISTIO_NS: &str = "istio-system";
 /// The configurations the chart renders for this install, in the order the API server calls
 /// them (by name), all after `gke-wi-injector`.
-pub const WEBHOOKS: [&str; 2] = ["istio-revision-tag-default", "istio-sidecar-injector-canary"];
+pub const WEBHOOKS: [&str; 2] = [
+    "istio-revision-tag-default",
+    "istio-sidecar-injector-canary",
+];
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The directory holding `pilot-discovery`, `charts/istio-discovery/` and `crd-all.gen.yaml`:
@@ -47,10 +50,19 @@ pub fn istio_dir() -> Result<PathBuf> {
                 "building Istio's pilot-discovery with tests/e2e/build-istio.sh (needs Go and \
                  the Go module proxy; or set GKE_WI_ISTIO_DIR to its output)",
             )?;
-            PathBuf::from(out.lines().last().context("build-istio.sh printed nothing")?.trim())
+            PathBuf::from(
+                out.lines()
+                    .last()
+                    .context("build-istio.sh printed nothing")?
+                    .trim(),
+            )
         }
     };
-    for f in ["pilot-discovery", "crd-all.gen.yaml", "charts/istio-discovery/Chart.yaml"] {
+    for f in [
+        "pilot-discovery",
+        "crd-all.gen.yaml",
+        "charts/istio-discovery/Chart.yaml",
+    ] {
         ensure!(
             dir.join(f).is_file(),
             "{} has no {f}: GKE_WI_ISTIO_DIR must be the directory tests/e2e/build-istio.sh \
@@ -109,7 +121,11 @@ impl Istiod {
         // as its custom certificate; istiod's own webhook patcher then writes the same CA.
         let ca = gke_wi_injector::certs::Ca::new("e2e istiod CA", Duration::from_secs(3600))?;
         let leaf = ca.issue(&["127.0.0.1".to_string()], Duration::from_secs(3600))?;
-        let (cert, key, ca_file) = (work.join("tls.crt"), work.join("tls.key"), work.join("ca.crt"));
+        let (cert, key, ca_file) = (
+            work.join("tls.crt"),
+            work.join("tls.key"),
+            work.join("ca.crt"),
+        );
         fs::write(&cert, &leaf.cert_pem)?;
         fs::write(&key, &leaf.key_pem)?;
         fs::write(&ca_file, ca.pem())?;
@@ -152,7 +168,10 @@ impl Istiod {
             "--set",
             &format!("istiodRemote.injectionURL=https://127.0.0.1:{https}/inject"),
             "--set",
-            &format!("istiodRemote.injectionCABundle={}", b64(ca.pem().as_bytes())),
+            &format!(
+                "istiodRemote.injectionCABundle={}",
+                b64(ca.pem().as_bytes())
+            ),
         ]);
         let text = run(h)?;
         let rendered =
@@ -178,7 +197,10 @@ impl Istiod {
                 .map(|d| d["metadata"]["name"].clone())
                 .collect::<Vec<_>>()
         );
-        run_stdin_json(cp, &json!({"apiVersion": "v1", "kind": "List", "items": items}))?;
+        run_stdin_json(
+            cp,
+            &json!({"apiVersion": "v1", "kind": "List", "items": items}),
+        )?;
 
         // istiod, on loopback only, in a working directory without ./var/lib/istio/inject or
         // ./etc/istio/config/mesh, so it reads the ConfigMaps above.
