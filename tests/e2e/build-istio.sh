@@ -38,7 +38,7 @@ is_fresh() {
      && -f "${out_dir}/charts/istio-discovery/Chart.yaml" && -f "${out_dir}/VERSION" ]] || return 1
   command -v go >/dev/null 2>&1 || return 1
   go version -m "${out_dir}/pilot-discovery" 2>/dev/null \
-    | grep -qE "^[[:space:]]+dep[[:space:]]+istio\.io/istio[[:space:]]+${version//./\\.}([[:space:]]|$)"
+    | grep -qE "^[[:space:]]+(mod|dep)[[:space:]]+istio\.io/istio[[:space:]]+${version//./\\.}([[:space:]]|$)"
 }
 
 if is_fresh; then
