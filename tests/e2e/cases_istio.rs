@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::harness::{REPO, kubectl_obj};
 use crate::istiod::{Istiod, REVISION};
 use crate::{
-    Env, HOST, P, all_containers, create_pod, host_env, injected, kubectl, names, namespace, pod,
+    Env, HOST, P, all_containers, create_pod, host_env, injected, kubectl, names, namespace,
 };
 
 pub const RANGE: &str = "169.254.169.254/32";
@@ -154,7 +154,7 @@ pub fn wait_istio_active(env: &Env, ns: &str) -> Result<Duration> {
         let out = kubectl_obj(
             &env.cp,
             &["create", "-n", ns, "--dry-run=server"],
-            &pod("istio-probe"),
+            &quick_start_pod_named("istio-probe"),
         );
         if let Ok(p) = &out
             && proxy(p).is_ok()
@@ -178,10 +178,18 @@ fn mesh_namespace(env: &Env, name: &str, labels: &[(&str, &str)]) -> Result<()> 
 
 /// The README's quick-start Pod.
 fn quick_start_pod() -> Value {
+    quick_start_pod_named("web")
+}
+
+/// The quick-start Pod with `serviceAccountName: default`, which a cluster's ServiceAccount
+/// admission plugin sets (the suite's API server runs without it): the API server refuses the
+/// projected token volume Istio adds to a Pod that names no service account.
+fn quick_start_pod_named(name: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "web"},
-        "spec": {"containers": [{"name": "web", "image": "web:1.4.2"}]}
+        "metadata": {"name": name},
+        "spec": {"serviceAccountName": "default",
+                 "containers": [{"name": "web", "image": "web:1.4.2"}]}
     })
 }
 
