@@ -207,6 +207,10 @@ async fn istio_sidecar_injector_after_ours() -> Result<()> {
         "istio 6: a configuration sorted before ours",
         cases_istio::misordered_configuration(&env, &istiod),
     );
+    case(
+        "istio 1b: Istio CNI (istio-validation and the CNI annotation)",
+        cases_istio::cni(&env, &istiod),
+    );
     eprintln!("e2e: istio total {:?}", started.elapsed());
     if !failures.is_empty() {
         eprintln!(

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
 use crate::harness::{REPO, kubectl_obj};
-use crate::istiod::{Istiod, REVISION};
+use crate::istiod::{Istiod, REVISION, run_stdin_json};
 use crate::{
     Env, HOST, P, all_containers, create_pod, host_env, injected, kubectl, names, namespace,
 };
@@ -44,14 +44,17 @@ fn arg_after<'a>(container: &'a Value, flag: &str) -> Option<&'a str> {
     args.get(i + 1)?.as_str()
 }
 
-/// `istio-init`'s excluded outbound ranges (`-x`), split.
+/// The excluded outbound ranges (`-x`) of `istio-init` (or of `istio-validation`, with CNI),
+/// split.
 fn excluded(pod: &Value) -> Result<Vec<String>> {
-    let init = c(pod, "initContainers", "istio-init").with_context(|| {
-        format!(
-            "no istio-init (init containers {:?})",
-            names(pod, "initContainers")
-        )
-    })?;
+    let init = c(pod, "initContainers", "istio-init")
+        .or_else(|| c(pod, "initContainers", "istio-validation"))
+        .with_context(|| {
+            format!(
+                "no istio-init (init containers {:?})",
+                names(pod, "initContainers")
+            )
+        })?;
     let x = arg_after(init, "-x").context("istio-init has no -x argument")?;
     Ok(x.split(',')
         .map(str::trim)
@@ -238,10 +241,13 @@ pub fn native_sidecar(env: &Env) -> Result<()> {
         inits == ["istio-init", "istio-proxy", WAIT],
         "init containers {inits:?}, want istio-init, istio-proxy, {WAIT}"
     );
+    // No postStart hook: the kubelet starts the next init container (ours, then the app) once
+    // the native sidecar's startup probe passes.
     ensure!(
-        proxy["lifecycle"]["postStart"].is_null(),
-        "native istio-proxy has a postStart hook: {}",
-        proxy["lifecycle"]
+        proxy["lifecycle"]["postStart"].is_null() && !proxy["startupProbe"].is_null(),
+        "native istio-proxy: lifecycle {}, startupProbe {}",
+        proxy["lifecycle"],
+        proxy["startupProbe"]
     );
     ensure!(
         proxy_config(&stored, proxy)?["holdApplicationUntilProxyStarts"] == true,
@@ -467,4 +473,55 @@ pub fn pinned_version() -> Result<String> {
                 .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
         })
         .context("no istio.io/istio in tests/e2e/istio/go.mod")
+}
+
+/// Case 1b, last (it changes Istio's values): Istio CNI on (`pilot.cni.enabled=true` in the
+/// chart, applied to the live `istio-sidecar-injector` ConfigMap, which istiod watches). The
+/// proxy's init is `istio-validation`, first of all, and the CNI plugin reads the
+/// `traffic.sidecar.istio.io/excludeOutboundIPRanges` annotation Istio writes: both carry our
+/// range, so our wait container (after `istio-validation`, under the CNI's rules) reaches the
+/// metadata server directly.
+pub fn cni(env: &Env, istiod: &Istiod) -> Result<()> {
+    let ns = "e2e-istio-classic";
+    let name = format!("istio-sidecar-injector-{REVISION}");
+    let cni = istiod.render_with(&["pilot.cni.enabled=true"])?;
+    let cm = crate::harness::find(&cni, "ConfigMap", &name)?.clone();
+    run_stdin_json(&env.cp, &cm)?;
+    let r = (|| {
+        let t0 = Instant::now();
+        let stored = loop {
+            let mut p = quick_start_pod_named(&format!("web-cni-{}", t0.elapsed().as_millis()));
+            p["metadata"]["labels"] = json!({"e2e": "cni"});
+            let out = kubectl_obj(&env.cp, &["create", "-n", ns, "--dry-run=server"], &p)?;
+            if c(&out, "initContainers", "istio-validation").is_some() {
+                break create_pod(&env.cp, ns, &quick_start_pod_named("web-cni"))?;
+            }
+            if t0.elapsed() >= Duration::from_secs(30) {
+                bail!("istiod did not pick up pilot.cni.enabled=true in 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        let inits = names(&stored, "initContainers");
+        ensure!(
+            inits == ["istio-validation", WAIT],
+            "init containers {inits:?}, want istio-validation, {WAIT}"
+        );
+        let x = excluded(&stored)?;
+        ensure!(x.iter().any(|r| r == RANGE), "istio-validation -x {x:?}");
+        let ann = &stored["metadata"]["annotations"];
+        ensure!(
+            ann["traffic.sidecar.istio.io/excludeOutboundIPRanges"] == RANGE
+                && ann["sidecar.istio.io/interceptionMode"] == "REDIRECT",
+            "CNI annotations: {ann}"
+        );
+        let (field, i, _) = proxy(&stored)?;
+        ensure!(
+            field == "containers" && i == 0,
+            "istio-proxy is {field}[{i}]"
+        );
+        ours_once_everywhere(&stored, ALL)
+    })();
+    // Back to the install's values.
+    run_stdin_json(&env.cp, istiod.rendered("ConfigMap", &name)?)?;
+    r
 }

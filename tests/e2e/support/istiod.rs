@@ -98,6 +98,9 @@ pub fn helm() -> Result<PathBuf> {
 
 /// A running istiod. Dropping it kills the process.
 pub struct Istiod {
+    dir: PathBuf,
+    /// The chart values (`--set`) of this install.
+    values: Vec<String>,
     child: Option<Child>,
     watchdog: Option<(Child, ChildStdin)>,
     pub https_port: u16,
@@ -154,28 +157,16 @@ impl Istiod {
         ]))?;
 
         // The chart, as `helm template` renders it for this install.
-        let mut h = Command::new(helm()?);
-        h.args([
-            "template",
-            "istiod",
-            &dir.join("charts/istio-discovery").display().to_string(),
-            "--namespace",
-            ISTIO_NS,
-            "--set",
-            &format!("revision={REVISION}"),
-            "--set",
-            &format!("revisionTags={{{TAG}}}"),
-            "--set",
-            &format!("istiodRemote.injectionURL=https://127.0.0.1:{https}/inject"),
-            "--set",
-            &format!(
+        let values = vec![
+            format!("revision={REVISION}"),
+            format!("revisionTags={{{TAG}}}"),
+            format!("istiodRemote.injectionURL=https://127.0.0.1:{https}/inject"),
+            format!(
                 "istiodRemote.injectionCABundle={}",
                 b64(ca.pem().as_bytes())
             ),
-        ]);
-        let text = run(h)?;
-        let rendered =
-            gke_wi_injector::yaml::documents(&text, &gke_wi_injector::inject::INPUT_LIMITS)?;
+        ];
+        let rendered = render(&dir, &values)?;
         let wanted = |d: &Value| {
             (d["kind"] == "ConfigMap"
                 && [
@@ -260,6 +251,8 @@ impl Istiod {
             .ok()
             .and_then(|mut w| w.stdin.take().map(|s| (w, s)));
         let mut istiod = Istiod {
+            dir: dir.clone(),
+            values,
             child: Some(child),
             watchdog,
             https_port: https,
@@ -301,6 +294,13 @@ impl Istiod {
         )
     }
 
+    /// The chart rendered again with `extra` values (`--set k=v`) on top of this install's.
+    pub fn render_with(&self, extra: &[&str]) -> Result<Vec<Value>> {
+        let mut values = self.values.clone();
+        values.extend(extra.iter().map(|v| v.to_string()));
+        render(&self.dir, &values)
+    }
+
     /// The rendered document of `kind` named `name`.
     pub fn rendered(&self, kind: &str, name: &str) -> Result<&Value> {
         crate::harness::find(&self.rendered, kind, name)
@@ -325,8 +325,28 @@ impl Drop for Istiod {
     }
 }
 
+/// `helm template` of the istio-discovery chart in `dir` with `values` (`--set`).
+fn render(dir: &Path, values: &[String]) -> Result<Vec<Value>> {
+    let mut h = Command::new(helm()?);
+    h.args([
+        "template",
+        "istiod",
+        &dir.join("charts/istio-discovery").display().to_string(),
+        "--namespace",
+        ISTIO_NS,
+    ]);
+    for v in values {
+        h.args(["--set", v]);
+    }
+    let text = run(h)?;
+    Ok(gke_wi_injector::yaml::documents(
+        &text,
+        &gke_wi_injector::inject::INPUT_LIMITS,
+    )?)
+}
+
 /// `kubectl apply -f -` of one object (a List), as the admin.
-fn run_stdin_json(cp: &ControlPlane, obj: &Value) -> Result<()> {
+pub fn run_stdin_json(cp: &ControlPlane, obj: &Value) -> Result<()> {
     let out = output(&mut cp.kubectl(&["apply", "-f", "-"]), &obj.to_string())?;
     ensure!(
         out.status.success(),
