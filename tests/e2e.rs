@@ -11,7 +11,9 @@
 //! etcd, kube-apiserver and the injector(s).
 //!
 //! `helm_chart_applied_and_a_pod_injected_through_it` (case 14) runs on its own control plane:
-//! `cargo test --test e2e helm` runs only it.
+//! `cargo test --test e2e helm` runs only it. So does `istio_sidecar_injector_after_ours`
+//! (`cargo test --test e2e istio`): Istio's real sidecar injector, istiod built from the pinned
+//! `istio.io/istio` module by tests/e2e/build-istio.sh (`GKE_WI_ISTIO_DIR`), after ours.
 
 #[path = "e2e/support/control_plane.rs"]
 mod control_plane;
