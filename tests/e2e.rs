@@ -19,6 +19,8 @@
 mod control_plane;
 #[path = "e2e/support/harness.rs"]
 mod harness;
+#[path = "e2e/support/istio_pod.rs"]
+mod istio_pod;
 #[path = "e2e/support/istiod.rs"]
 mod istiod;
 #[path = "e2e/support/late_webhook.rs"]
@@ -171,6 +173,8 @@ async fn helm_chart_applied_and_a_pod_injected_through_it() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_sidecar_injector_after_ours() -> Result<()> {
     let started = Instant::now();
+    // Fails fast, naming tests/e2e/build-istio.sh, when istiod is not there.
+    istiod::istio_dir()?;
     let env = setup().await?;
     // Blocking work on this test's runtime, as the other cases do: nothing async runs meanwhile.
     let istiod = istiod::Istiod::start(&env.cp)?;
