@@ -138,7 +138,8 @@ pub fn revision_and_tag(env: &Env) -> Result<()> {
 }
 
 /// Case 4: the user's own `proxy.istio.io/config` (YAML, other keys) and excluded ranges: Istio
-/// sees the merged values; 4b: a YAML 1.1 `yes` the user wrote, which we leave as true.
+/// sees the merged values; 4b: a YAML 1.1 `yes` the user wrote, which we leave as true and Istio
+/// reads as true; 4c: a quoted `"yes"`, which neither reads as true.
 pub fn users_proxy_config_merged(env: &Env) -> Result<()> {
     let ns = "e2e-istio-classic";
     let mut p = quick_start_pod();
@@ -173,6 +174,28 @@ pub fn users_proxy_config_merged(env: &Env) -> Result<()> {
     );
     let pc = assert_classic_hold(&stored).context("4b: Istio reading `yes`")?;
     ensure!(pc["concurrency"] == 1, "4b: PROXY_CONFIG {pc}");
+
+    // 4c: a quoted "yes" is a string, not true: we leave it with a warning, and Istio refuses
+    // the Pod (its `failurePolicy: Fail`): the user sees both, nothing is half-injected.
+    let mut p = quick_start_pod();
+    p["metadata"]["name"] = json!("web-quoted-yes");
+    p["metadata"]["annotations"] =
+        json!({"proxy.istio.io/config": "holdApplicationUntilProxyStarts: \"yes\"\n"});
+    let out = crate::harness::output(
+        &mut env
+            .cp
+            .kubectl(&["create", "-n", ns, "-f", "-", "-o", "json"]),
+        &p.to_string(),
+    )?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && err.contains("holdApplicationUntilProxyStarts to other than true; left as is")
+            && err.contains("sidecar-injector.istio.io\" denied the request")
+            && err.contains("cannot unmarshal string"),
+        "4c: quoted \"yes\": {}: {err}",
+        out.status
+    );
     Ok(())
 }
 
