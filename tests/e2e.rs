@@ -177,7 +177,7 @@ async fn istio_sidecar_injector_after_ours() -> Result<()> {
     istiod::istio_dir()?;
     let env = setup().await?;
     // Blocking work on this test's runtime, as the other cases do: nothing async runs meanwhile.
-    let istiod = istiod::Istiod::start(&env.cp)?;
+    let mut istiod = istiod::Istiod::start(&env.cp, false)?;
     eprintln!(
         "e2e: Istio {}-dev (istio.io/istio {}) ready after {:?}",
         istiod.line,
@@ -217,6 +217,17 @@ async fn istio_sidecar_injector_after_ours() -> Result<()> {
         "istio 1b: Istio CNI (istio-validation and the CNI annotation)",
         cases_istio::cni(&env, &istiod),
     );
+    istiod.kill();
+    match istiod::Istiod::start(&env.cp, true) {
+        Ok(native) => {
+            istiod = native;
+            case(
+                "istio 2b: native sidecar with ENABLE_NATIVE_SIDECARS=true",
+                cases_istio::native_sidecar_by_flag(&env),
+            );
+        }
+        Err(e) => case("istio 2b: istiod with ENABLE_NATIVE_SIDECARS=true", Err(e)),
+    }
     eprintln!("e2e: istio total {:?}", started.elapsed());
     if !failures.is_empty() {
         eprintln!(

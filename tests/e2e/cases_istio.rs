@@ -91,15 +91,21 @@ pub fn native_sidecar(env: &Env) -> Result<()> {
     p["metadata"]["name"] = json!("web-native");
     p["metadata"]["annotations"] = json!({"sidecar.istio.io/nativeSidecar": "true"});
     let stored = create_pod(&env.cp, ns, &p)?;
-    let (field, i, proxy) = proxy(&stored)?;
+    assert_native(&stored)
+}
+
+/// A native sidecar: `istio-proxy` an init container with `restartPolicy: Always` and a startup
+/// probe, after `istio-init` and before ours; our range excluded; ours once everywhere.
+fn assert_native(stored: &Value) -> Result<()> {
+    let (field, i, proxy) = proxy(stored)?;
     ensure!(
         field == "initContainers" && proxy["restartPolicy"] == "Always",
         "istio-proxy is {field}[{i}] with restartPolicy {}",
         proxy["restartPolicy"]
     );
-    let x = excluded(&stored)?;
+    let x = excluded(stored)?;
     ensure!(x.iter().any(|r| r == RANGE), "istio-init -x {x:?}");
-    let inits = names(&stored, "initContainers");
+    let inits = names(stored, "initContainers");
     ensure!(
         inits == ["istio-init", "istio-proxy", WAIT],
         "init containers {inits:?}, want istio-init, istio-proxy, {WAIT}"
@@ -113,10 +119,10 @@ pub fn native_sidecar(env: &Env) -> Result<()> {
         proxy["startupProbe"]
     );
     ensure!(
-        proxy_config(&stored, proxy)?["holdApplicationUntilProxyStarts"] == true,
+        proxy_config(stored, proxy)?["holdApplicationUntilProxyStarts"] == true,
         "PROXY_CONFIG lacks holdApplicationUntilProxyStarts"
     );
-    ours_once_everywhere(&stored, ALL)
+    ours_once_everywhere(stored, ALL)
 }
 
 /// Case 3: the revision's own configuration (`istio.io/rev=canary`,
@@ -410,4 +416,25 @@ pub fn cni(env: &Env, istiod: &Istiod) -> Result<()> {
     // Back to the install's values.
     run_stdin_json(&env.cp, istiod.rendered("ConfigMap", &name)?)?;
     r
+}
+
+/// Case 2b, with istiod restarted with `ENABLE_NATIVE_SIDECARS=true`: the quick-start Pod, no
+/// Istio annotation, gets the native sidecar, in the same order as case 2.
+pub fn native_sidecar_by_flag(env: &Env) -> Result<()> {
+    let ns = "e2e-istio-classic";
+    let t0 = Instant::now();
+    let stored = loop {
+        let p = quick_start_pod_named(&format!("web-native-flag-{}", t0.elapsed().as_millis()));
+        let out = kubectl_obj(&env.cp, &["create", "-n", ns, "--dry-run=server"], &p);
+        if let Ok(out) = &out
+            && c(out, "initContainers", "istio-proxy").is_some()
+        {
+            break create_pod(&env.cp, ns, &quick_start_pod_named("web-native-flag"))?;
+        }
+        if t0.elapsed() >= Duration::from_secs(30) {
+            bail!("no native sidecar from the restarted istiod in 30 s; last answer: {out:?}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_native(&stored)
 }

@@ -10,9 +10,10 @@
 //! (configurations `istio-sidecar-injector-canary`, selecting `istio.io/rev=canary`) with the
 //! revision tag `default` pointing at it (`istio-revision-tag-default`, selecting
 //! `istio-injection=enabled` and `istio.io/rev=default`). istiod runs with
-//! `ENABLE_NATIVE_SIDECARS=false` (classic sidecars); the native-sidecar case asks for them per
-//! Pod with Istio's `sidecar.istio.io/nativeSidecar: "true"` annotation, which selects the same
-//! branch of the injection template.
+//! `ENABLE_NATIVE_SIDECARS=false` (classic sidecars: its default, `auto`, turns them on in a
+//! cluster without nodes); the native-sidecar case asks for them per Pod with Istio's
+//! `sidecar.istio.io/nativeSidecar: "true"` annotation, then again with istiod restarted with
+//! `ENABLE_NATIVE_SIDECARS=true`.
 #![allow(dead_code)]
 
 use std::fs;
@@ -115,7 +116,8 @@ pub struct Istiod {
 impl Istiod {
     /// Applies Istio's CRDs and the chart's ConfigMaps and webhook configurations, starts istiod
     /// and waits until it serves `/ready`.
-    pub fn start(cp: &ControlPlane) -> Result<Istiod> {
+    /// `native` sets `ENABLE_NATIVE_SIDECARS` (`true`/`false`).
+    pub fn start(cp: &ControlPlane, native: bool) -> Result<Istiod> {
         let dir = istio_dir()?;
         let work = cp.dir().join("istiod");
         fs::create_dir_all(&work)?;
@@ -212,7 +214,10 @@ impl Istiod {
                 ("SERVICE_ACCOUNT", "istiod-canary"),
                 ("CLUSTER_ID", "Kubernetes"),
                 ("PILOT_CERT_PROVIDER", "istiod"),
-                ("ENABLE_NATIVE_SIDECARS", "false"),
+                (
+                    "ENABLE_NATIVE_SIDECARS",
+                    if native { "true" } else { "false" },
+                ),
                 ("PILOT_ENABLE_ANALYSIS", "false"),
                 ("ENABLE_CA_SERVER", "false"),
                 ("GOMAXPROCS", "1"),
