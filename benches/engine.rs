@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gke_wi_injector::admission::{self, NamespaceLabels, OnError};
-use gke_wi_injector::policy::{Config, Labels};
+use gke_wi_injector::engine::policy::{Config, Labels};
 use serde_json::Value;
 
 mod common;

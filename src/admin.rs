@@ -95,8 +95,8 @@ async fn metrics(State(state): State<AdminState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::policy::Labels;
     use crate::namespaces::Fetched;
-    use crate::policy::Labels;
     use axum::body::Body;
     use axum::http::Request;
     use futures::future::BoxFuture;

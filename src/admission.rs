@@ -16,11 +16,11 @@ pub use crate::pod_view::PodView;
 /// An admission request whose object is a [`PodView`] of the request body.
 pub type Request<'a> = AdmissionRequest<PodView<'a>>;
 
-use crate::mutate;
-use crate::policy::{self, Config, Decision, Features, Labels, Skip};
+use crate::engine::mutate;
+use crate::engine::policy::{self, Config, Decision, Features, Labels, Skip};
 
 /// What to answer when the injector cannot decide (namespace unknown, object unreadable).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnError {
     /// Allow the Pod unchanged, with a warning.
     Allow,
@@ -346,7 +346,7 @@ fn finish(
     let patch_ops = ops.len();
     let mut patch_bytes = 0;
     if !warnings.is_empty() {
-        let mut w = crate::warnings::Warnings::default();
+        let mut w = crate::engine::warnings::Warnings::default();
         warnings.into_iter().for_each(|m| w.push(m));
         response.warnings = Some(w.into_vec());
     }

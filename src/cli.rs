@@ -6,10 +6,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use crate::admission::OnError;
-use crate::policy::{Config, Prefix, Quantity, WaitMode};
+use crate::engine::policy::{Config, Prefix, Quantity, WaitMode};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,7 +69,7 @@ pub struct MutationArgs {
     pub wait_image_windows: Option<String>,
 
     /// `wait` runs the injector's `wait` program; `curl` runs the GKE guide's curl command in the chosen image.
-    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_MODE", value_enum, default_value_t = WaitMode::Wait)]
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_MODE", default_value = "wait", value_parser = wait_mode())]
     pub wait_mode: WaitMode,
 
     /// Name of the wait init container.
@@ -165,7 +166,7 @@ pub struct ServeArgs {
     pub namespaces: Option<PathBuf>,
 
     /// What to answer when the injector cannot decide (namespace unknown, request unreadable).
-    #[arg(long, env = "GKE_WI_INJECTOR_ON_ERROR", value_enum, default_value_t = OnError::Allow)]
+    #[arg(long, env = "GKE_WI_INJECTOR_ON_ERROR", default_value = "allow", value_parser = on_error())]
     pub on_error: OnError,
 
     /// Log format.
@@ -313,6 +314,39 @@ pub struct WaitArgs {
     /// Pause between attempts.
     #[arg(long, env = "GKE_WI_INJECTOR_WAIT_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
+}
+
+/// `--wait-mode`: the engine's [`WaitMode`], spelled for the command line here so that the
+/// engine does not depend on clap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WaitModeArg {
+    /// The injector's own `wait` program.
+    Wait,
+    /// The GKE guide's curl command, for an image that has curl and a shell.
+    Curl,
+}
+
+fn wait_mode() -> impl clap::builder::TypedValueParser<Value = WaitMode> {
+    clap::builder::EnumValueParser::<WaitModeArg>::new().map(|m| match m {
+        WaitModeArg::Wait => WaitMode::Wait,
+        WaitModeArg::Curl => WaitMode::Curl,
+    })
+}
+
+/// `--on-error`: the admission layer's [`OnError`], spelled for the command line here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnErrorArg {
+    /// Allow the Pod unchanged, with a warning.
+    Allow,
+    /// Deny the Pod.
+    Deny,
+}
+
+fn on_error() -> impl clap::builder::TypedValueParser<Value = OnError> {
+    clap::builder::EnumValueParser::<OnErrorArg>::new().map(|m| match m {
+        OnErrorArg::Allow => OnError::Allow,
+        OnErrorArg::Deny => OnError::Deny,
+    })
 }
 
 /// Namespace labels as given on the command line, in order.

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use crate::admission::{self, NamespaceLabels, OnError};
 use crate::cli::{InjectArgs, OutputFormat};
-use crate::mutate::{self, Plan};
-use crate::policy::{Config, Decision, Labels, Skip};
-use crate::yaml::{self, YamlLimits};
+use crate::engine::mutate::{self, Plan};
+use crate::engine::policy::{Config, Decision, Labels, Skip};
+use crate::engine::yaml::{self, YamlLimits};
 
 /// A document that cannot be processed: names the document (1-based) and the field.
 /// `doc` 0 stands for the whole input (its size) or the output.
@@ -287,7 +287,8 @@ impl DocContext<'_> {
         json_patch::patch(target, &plan.ops)
             .map_err(|e| self.err(or_doc(field), format!("patch did not apply: {e}")))?;
         let base = at.concat(&tmpl_ptr);
-        self.ops.extend(crate::patch::rebase(plan.ops, &base));
+        self.ops
+            .extend(crate::engine::patch::rebase(plan.ops, &base));
         Ok(())
     }
 

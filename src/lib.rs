@@ -8,14 +8,8 @@
 pub mod admission;
 pub mod cli;
 pub mod inject;
-pub mod istio;
-pub mod mutate;
-pub mod patch;
 pub mod pod_view;
-pub mod policy;
 pub mod wait;
-pub mod warnings;
-pub mod yaml;
 
 pub mod admin;
 pub mod budget;
@@ -30,6 +24,5 @@ pub mod server;
 pub mod telemetry;
 pub mod tls;
 
-/// What the wait program (and the curl command of `--wait-mode=curl`) prints when it gives up,
-/// word for word from GKE's troubleshooting guide.
-pub const WAIT_FAILURE_MESSAGE: &str = "Retry limit exceeded. Failed to wait for metadata server to be available. Check if the gke-metadata-server Pod in the kube-system namespace is healthy.";
+pub use gke_wi_injector_engine as engine;
+pub use gke_wi_injector_engine::WAIT_FAILURE_MESSAGE;

@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::policy::{Feature, Features};
+use crate::engine::policy::{Feature, Features};
 
 /// Latency buckets, 100 µs to 5 s: a cached-namespace review takes well under a millisecond, a
 /// cache miss adds one GET, and the API server gives up at `timeoutSeconds` (at most 30 s).

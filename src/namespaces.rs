@@ -12,10 +12,10 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::watch;
 
+use crate::engine::policy::Labels;
+use crate::engine::yaml;
 use crate::metrics::Metrics;
-use crate::policy::Labels;
 use crate::reload::{self, Refusal};
-use crate::yaml;
 
 /// Label of the file source in `reload_failures_total`.
 pub const RELOAD_SOURCE: &str = "namespaces";

@@ -17,8 +17,8 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
+use crate::engine::policy::Labels;
 use crate::namespaces::{Fetched, NamespaceSource};
-use crate::policy::Labels;
 
 type NamespaceMeta = PartialObjectMeta<Namespace>;
 

@@ -165,7 +165,7 @@ impl<'de> Visitor<'de> for EnvEntry {
             }
         }
         let wanted = match &name {
-            Some(Value::String(n)) => n == crate::mutate::METADATA_HOST_ENV,
+            Some(Value::String(n)) => n == crate::engine::mutate::METADATA_HOST_ENV,
             _ => true,
         };
         if !wanted {

@@ -23,9 +23,9 @@ use tracing::Instrument as _;
 
 use crate::admission::{self, NamespaceLabels, OnError, OutcomeKind};
 use crate::budget::{BodyBudget, Reservation};
+use crate::engine::policy::Config;
 use crate::metrics::Metrics;
 use crate::namespaces::{self, Lookup, NamespaceSource};
-use crate::policy::Config;
 use crate::telemetry::capped;
 
 /// Largest accepted body: an UPDATE review carries two objects of up to 3 MiB each (SPEC §5).

@@ -2,8 +2,8 @@
 //! empty; fields unknown to k8s-openapi survive byte-for-byte; the result decodes as a
 //! `k8s_openapi` Pod; containers we leave alone keep their order and content.
 
-use gke_wi_injector::mutate::plan;
-use gke_wi_injector::policy::{Config, Labels};
+use gke_wi_injector::engine::mutate::plan;
+use gke_wi_injector::engine::policy::{Config, Labels};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 

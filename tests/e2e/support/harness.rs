@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use gke_wi_injector::yaml;
+use gke_wi_injector::engine::yaml;
 use serde_json::Value;
 
 use crate::control_plane::ControlPlane;

@@ -90,7 +90,7 @@ impl FromStr for Quantity {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitMode {
     /// The injector's own `wait` program.
     Wait,
