@@ -218,7 +218,7 @@ proptest! {
         input["spec"]["volumes"] = json!([{"name": "v", "emptyDir": {}}]);
         input["spec"]["containers"][0]["ports"] = json!([{"containerPort": 8080}]);
         let cfg = Config::default();
-        let view = gke_wi_injector::pod_view::parse(&input.to_string()).unwrap();
+        let view = gke_wi_injector::admission::pod_view::parse(&input.to_string()).unwrap();
         prop_assert!(view["spec"].get("volumes").is_none());
         let whole = plan(&cfg, "team", &labels, &input).unwrap();
         let pruned = plan(&cfg, "team", &labels, &view).unwrap();

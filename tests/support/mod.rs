@@ -14,13 +14,13 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use gke_wi_injector::admission::OnError;
-use gke_wi_injector::certs::{Ca, Leaf};
 use gke_wi_injector::engine::policy::{Config, Labels};
-use gke_wi_injector::metrics::Metrics;
 use gke_wi_injector::namespaces::{Fetched, FileNamespaces, NamespaceSource};
-use gke_wi_injector::serve::{Listeners, Server};
+use gke_wi_injector::server::certs::{Ca, Leaf};
+use gke_wi_injector::server::metrics::Metrics;
+use gke_wi_injector::server::tls::{CertSource, Tls};
 use gke_wi_injector::server::{AppState, BODY_TIMEOUT};
-use gke_wi_injector::tls::{CertSource, Tls};
+use gke_wi_injector::server::{Listeners, Server};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -152,7 +152,7 @@ pub fn app_state(on_error: OnError) -> AppState {
         }),
         metrics: Arc::new(Metrics::new()),
         body_timeout: BODY_TIMEOUT,
-        body_budget: gke_wi_injector::budget::BodyBudget::new(
+        body_budget: gke_wi_injector::server::budget::BodyBudget::new(
             gke_wi_injector::server::BODY_BUDGET_BYTES,
         ),
     }
@@ -198,7 +198,7 @@ impl TestServer {
             namespaces,
             metrics: metrics.clone(),
             body_timeout: BODY_TIMEOUT,
-            body_budget: gke_wi_injector::budget::BodyBudget::new(
+            body_budget: gke_wi_injector::server::budget::BodyBudget::new(
                 gke_wi_injector::server::BODY_BUDGET_BYTES,
             ),
         };
@@ -207,7 +207,7 @@ impl TestServer {
         let server = Server::start(
             listeners,
             shutdown_grace,
-            gke_wi_injector::connections::Limits::default(),
+            gke_wi_injector::server::connections::Limits::default(),
             app,
             tls.server_config().unwrap(),
             stop,

@@ -305,7 +305,7 @@ pub fn kustomize(cp: &ControlPlane, dir: &Path) -> Result<Vec<Value>> {
     let out = run(cp.kubectl(&["kustomize", &dir.display().to_string()]))?;
     Ok(yaml::documents(
         &out,
-        &gke_wi_injector::inject::INPUT_LIMITS,
+        &gke_wi_injector::commands::inject::INPUT_LIMITS,
     )?)
 }
 

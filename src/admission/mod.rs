@@ -11,7 +11,9 @@ pub use kube::core::DynamicObject;
 use kube::core::TypeMeta;
 pub use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 
-pub use crate::pod_view::PodView;
+pub mod pod_view;
+
+pub use pod_view::PodView;
 
 /// An admission request whose object is a [`PodView`] of the request body.
 pub type Request<'a> = AdmissionRequest<PodView<'a>>;
@@ -381,5 +383,4 @@ fn finish(
 }
 
 #[cfg(test)]
-#[path = "admission_tests.rs"]
 pub(crate) mod tests;

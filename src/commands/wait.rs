@@ -12,10 +12,40 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use crate::cli::WaitArgs;
+use clap::Args;
+
+use crate::cli::shared::{parse_duration, parse_nonzero_duration};
 pub use crate::engine::metadata::{
     AddrError, DEFAULT_METADATA_IP, Host, MetadataAddr, TOKEN_PATH, parse_metadata_host,
 };
+
+/// The `wait` subcommand's flags.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Metadata server address: host, host:port or [IPv6]:port, as client libraries read it (empty = default).
+    #[arg(long, env = "GCE_METADATA_HOST", default_value = "169.254.169.254", value_parser = parse_metadata_host)]
+    pub metadata_host: MetadataAddr,
+
+    /// Most attempts before giving up, the first included.
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_ATTEMPTS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub attempts: u32,
+
+    /// Total time budget for all attempts; no attempt, timeout or pause runs past it.
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_MAX_TIME", default_value = "60s", value_parser = parse_duration)]
+    pub max_time: Duration,
+
+    /// Connect timeout of one attempt.
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_CONNECT_TIMEOUT", default_value = "3s", value_parser = parse_nonzero_duration)]
+    pub connect_timeout: Duration,
+
+    /// Time one attempt waits for the response's status line once connected.
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_READ_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration)]
+    pub read_timeout: Duration,
+
+    /// Pause between attempts.
+    #[arg(long, env = "GKE_WI_INJECTOR_WAIT_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+}
 
 /// Longest status line read before the response counts as malformed.
 const MAX_STATUS_LINE: usize = 8 * 1024;
@@ -297,15 +327,6 @@ pub fn parse_status_line(line: &[u8]) -> Option<u16> {
     (100..=599).contains(&code).then_some(code)
 }
 
-/// Rejects zero, for timeouts that must be positive.
-pub fn parse_nonzero_duration(s: &str) -> Result<Duration, String> {
-    let d = crate::cli::parse_duration(s)?;
-    if d.is_zero() {
-        return Err(format!("duration {s:?} must be greater than zero"));
-    }
-    Ok(d)
-}
-
 /// `gke-wi-injector wait`: 0 once the token endpoint answers 2xx, otherwise the GKE guide's
 /// message on stderr and 1.
 pub fn run(args: &WaitArgs) -> i32 {
@@ -323,7 +344,7 @@ pub fn run(args: &WaitArgs) -> i32 {
             0
         }
         Err(_) => {
-            let _ = writeln!(stderr, "{}", crate::WAIT_FAILURE_MESSAGE);
+            let _ = writeln!(stderr, "{}", crate::engine::WAIT_FAILURE_MESSAGE);
             1
         }
     }
@@ -383,13 +404,6 @@ mod tests {
             ),
             None
         );
-    }
-
-    #[rstest]
-    #[case::zero("0s", Err("duration \"0s\" must be greater than zero".to_string()))]
-    #[case::ms("300ms", Ok(Duration::from_millis(300)))]
-    fn nonzero_durations(#[case] input: &str, #[case] want: Result<Duration, String>) {
-        assert_eq!(parse_nonzero_duration(input), want);
     }
 
     fn closed_port() -> u16 {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
+use crate::server::metrics::Metrics;
 
 /// The contents of every watched file, or why one could not be read.
 type Snapshot = Result<Vec<Vec<u8>>, String>;

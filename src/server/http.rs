@@ -22,11 +22,11 @@ use futures::StreamExt as _;
 use tracing::Instrument as _;
 
 use crate::admission::{self, NamespaceLabels, OnError, OutcomeKind};
-use crate::budget::{BodyBudget, Reservation};
 use crate::engine::policy::Config;
-use crate::metrics::Metrics;
 use crate::namespaces::{self, Lookup, NamespaceSource};
-use crate::telemetry::capped;
+use crate::server::budget::{BodyBudget, Reservation};
+use crate::server::metrics::Metrics;
+use crate::server::telemetry::capped;
 
 /// Largest accepted body: an UPDATE review carries two objects of up to 3 MiB each (SPEC §5).
 pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;

@@ -4,16 +4,56 @@
 
 use std::io::{Read, Write};
 
+use std::path::PathBuf;
+
 use anyhow::Context as _;
+use clap::{Args, ValueEnum};
 use json_patch::PatchOperation;
 use json_patch::jsonptr::{PointerBuf, Token};
 use serde_json::{Value, json};
 
 use crate::admission::{self, NamespaceLabels, OnError};
-use crate::cli::{InjectArgs, OutputFormat};
+use crate::cli::shared::{MutationArgs, parse_labels};
 use crate::engine::mutate::{self, Plan};
 use crate::engine::policy::{Config, Decision, Labels, Skip};
 use crate::engine::yaml::{self, YamlLimits};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// The mutated objects, as YAML.
+    Yaml,
+    /// One RFC 6902 JSON Patch per object.
+    Patch,
+    /// One AdmissionReview response per object.
+    Review,
+}
+
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    #[command(flatten)]
+    pub mutation: MutationArgs,
+
+    /// File to read (YAML or JSON, multi-document); `-` reads standard input.
+    #[arg(short = 'f', long = "filename", env = "GKE_WI_INJECTOR_FILENAME")]
+    pub file: PathBuf,
+
+    /// Labels of the namespace the objects are created in: `k=v,k2=v2`.
+    #[arg(long, env = "GKE_WI_INJECTOR_NAMESPACE_LABELS", default_value = "", value_parser = parse_labels)]
+    pub namespace_labels: Labels,
+
+    /// Namespace of objects that name none.
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        env = "GKE_WI_INJECTOR_INJECT_NAMESPACE",
+        default_value = "default"
+    )]
+    pub namespace: String,
+
+    /// What to print.
+    #[arg(short = 'o', long, env = "GKE_WI_INJECTOR_OUTPUT", value_enum, default_value_t = OutputFormat::Yaml)]
+    pub output: OutputFormat,
+}
 
 /// A document that cannot be processed: names the document (1-based) and the field.
 /// `doc` 0 stands for the whole input (its size) or the output.
