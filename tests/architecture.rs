@@ -61,3 +61,48 @@ fn the_engine_reaches_no_io_crate() {
     // The walk itself works: the engine does reach its JSON crate.
     assert!(seen.contains("serde_json"));
 }
+
+/// Every `crate::` path named in the files under `src/<dir>`.
+fn crate_paths(dir: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut todo = vec![
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src")
+            .join(dir),
+    ];
+    while let Some(path) = todo.pop() {
+        if path.is_dir() {
+            todo.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (at, _) in text.match_indices("crate::") {
+            let module: String = text[at + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            out.push((path.display().to_string(), module));
+        }
+    }
+    out
+}
+
+/// The layers of the main crate, lowest first; a layer may use only the layers below it.
+#[test]
+fn the_layers_point_one_way() {
+    let layers: [(&str, &[&str]); 3] = [
+        ("admission", &["engine", "admission"]),
+        ("namespaces", &["engine", "namespaces"]),
+        ("server", &["engine", "admission", "namespaces", "server"]),
+    ];
+    for (layer, allowed) in layers {
+        let paths = crate_paths(layer);
+        assert!(!paths.is_empty(), "no crate:: path found under src/{layer}");
+        for (file, module) in paths {
+            assert!(
+                allowed.contains(&module.as_str()),
+                "{file} uses crate::{module}; {layer}/ may use only {allowed:?}"
+            );
+        }
+    }
+}

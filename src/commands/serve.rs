@@ -21,6 +21,7 @@ use crate::server::connections::Limits;
 use crate::server::http::AppState;
 use crate::server::lifecycle::{Listeners, Server, Signals};
 use crate::server::metrics::Metrics;
+use crate::server::reload;
 use crate::server::telemetry::{self, LogFormat};
 use crate::server::tls::{CertSource, Tls};
 
@@ -183,7 +184,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 namespaces = source.len(),
                 "namespace labels from a file"
             );
-            source.spawn_reloader(
+            reload::spawn_namespaces_file(
+                &source,
                 contents,
                 args.reload_interval,
                 metrics.clone(),

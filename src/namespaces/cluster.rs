@@ -76,7 +76,7 @@ impl KubeNamespaces {
             loop {
                 let event = tokio::select! {
                     event = events.next() => event,
-                    () = crate::server::reload::until_stopped(&mut stop) => return,
+                    _ = stop.wait_for(|stopped| *stopped) => return,
                 };
                 match event {
                     Some(Ok(watcher::Event::InitDone)) => {

@@ -191,7 +191,13 @@ impl TestServer {
         let mut tls = Tls::load(&source, &metrics).unwrap();
         tls.spawn_reloader(reload_interval, metrics.clone(), stopped.clone());
         let (namespaces, contents) = FileNamespaces::load(&ns_path).unwrap();
-        namespaces.spawn_reloader(contents, reload_interval, metrics.clone(), stopped);
+        gke_wi_injector::server::reload::spawn_namespaces_file(
+            &namespaces,
+            contents,
+            reload_interval,
+            metrics.clone(),
+            stopped,
+        );
         let app = AppState {
             config: Arc::new(Config::default()),
             on_error: OnError::Allow,
