@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gke_wi_injector::admission::{self, NamespaceLabels, OnError};
+use gke_wi_injector::admission::{NamespaceLabels, OnError, Review};
 use gke_wi_injector::engine::policy::{Config, Labels};
 use serde_json::Value;
 
@@ -15,10 +15,12 @@ use common::{pod, review};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The server's one call per request (after the transport checks and the lookup).
 fn answer(body: &[u8], labels: &Labels, cfg: &Config) -> Vec<u8> {
-    let req = admission::parse_review(body).unwrap();
-    let outcome = admission::review(req, NamespaceLabels::Known(labels), cfg, OnError::Allow);
-    admission::encode(&outcome.review)
+    let review = Review::parse(body).unwrap();
+    review
+        .answer(NamespaceLabels::Known(labels), cfg, OnError::Allow)
+        .body
 }
 
 fn engine(c: &mut Criterion) {

@@ -11,8 +11,10 @@ pub use kube::core::DynamicObject;
 use kube::core::TypeMeta;
 pub use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 
+pub mod answer;
 pub mod pod_view;
 
+pub use answer::{Answer, LogFields, Outcome};
 pub use pod_view::PodView;
 
 /// An admission request whose object is a [`PodView`] of the request body.
@@ -149,13 +151,99 @@ fn is_pod_create(req: &Request<'_>) -> bool {
         && req.sub_resource.as_deref().unwrap_or("").is_empty()
 }
 
-/// The namespace whose labels the answer needs, or `None` when the request is not a Pod CREATE
-/// (answered unchanged without a lookup).
-pub fn namespace_to_look_up<'r>(req: &'r Request<'_>) -> Option<&'r str> {
-    if !is_pod_create(req) {
-        return None;
+/// What a request asks of the injector, worked out once when it is decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Scope {
+    /// Not a Pod CREATE: answered unchanged without a lookup.
+    Ignored,
+    /// A Pod CREATE without a namespace.
+    NoNamespace,
+    /// A Pod CREATE in this namespace.
+    Pod(String),
+}
+
+/// A decoded AdmissionReview request: the HTTP handler reads what it logs and which namespace
+/// to look up, then asks for the [`Answer`] once.
+#[derive(Debug)]
+pub struct Review<'a> {
+    request: Request<'a>,
+    scope: Scope,
+}
+
+impl<'a> Review<'a> {
+    /// Decodes an AdmissionReview request body.
+    pub fn parse(body: &'a [u8]) -> Result<Review<'a>, ReviewError> {
+        parse_review(body).map(Review::from)
     }
-    req.namespace.as_deref().filter(|ns| !ns.is_empty())
+
+    /// The namespace whose labels the answer needs, or `None` when none is looked up (not a
+    /// Pod CREATE, or no namespace).
+    pub fn namespace(&self) -> Option<&str> {
+        match &self.scope {
+            Scope::Pod(namespace) => Some(namespace),
+            Scope::Ignored | Scope::NoNamespace => None,
+        }
+    }
+
+    pub fn uid(&self) -> &str {
+        &self.request.uid
+    }
+
+    /// `CREATE`, `UPDATE`, `DELETE` or `CONNECT`.
+    pub fn operation(&self) -> &'static str {
+        match self.request.operation {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.request.dry_run
+    }
+
+    /// The answer to send: the AdmissionReview encoded for the wire, its outcome and the fields
+    /// of its log line. `ns` is what the lookup of [`Review::namespace`] found.
+    pub fn answer(self, ns: NamespaceLabels<'_>, cfg: &Config, on_error: OnError) -> Answer {
+        let mut request = self.request;
+        let request_name = std::mem::take(&mut request.name);
+        let reviewed = decide(request, self.scope, ns, cfg, on_error);
+        let body = encode(&reviewed.review);
+        // The Pod's names come from the engine's reading of the Pod (opted-in namespaces); a Pod
+        // that was not read is named by the request's `name`, empty for generated names.
+        let PodNames {
+            name,
+            generate_name,
+        } = reviewed.names;
+        Answer {
+            status: 200,
+            body,
+            outcome: reviewed.result,
+            features: reviewed.features,
+            log: LogFields::Reviewed {
+                pod: name.filter(|n| !n.is_empty()).unwrap_or(request_name),
+                generate_name: generate_name.unwrap_or_default(),
+                reason: reviewed.reason,
+                patch_ops: reviewed.patch_ops,
+                patch_bytes: reviewed.patch_bytes,
+            },
+        }
+    }
+}
+
+impl<'a> From<Request<'a>> for Review<'a> {
+    fn from(request: Request<'a>) -> Self {
+        let scope = if !is_pod_create(&request) {
+            Scope::Ignored
+        } else {
+            match request.namespace.as_deref().filter(|ns| !ns.is_empty()) {
+                Some(ns) => Scope::Pod(ns.to_owned()),
+                None => Scope::NoNamespace,
+            }
+        };
+        Review { request, scope }
+    }
 }
 
 /// The labels of the Pod's namespace, or why they are not known.
@@ -165,36 +253,6 @@ pub enum NamespaceLabels<'a> {
     Unknown { reason: String },
 }
 
-/// How a request was answered; bounded, for metrics and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutcomeKind {
-    /// A patch was returned.
-    Mutated,
-    /// The Pod gets features but already had everything (e.g. reinvocation).
-    Unchanged,
-    /// The policy left the Pod alone.
-    Skipped(Skip),
-    /// Not a Pod CREATE.
-    Ignored,
-    /// The injector could not decide and allowed the Pod unchanged.
-    Error(&'static str),
-    /// The injector could not decide and denied the Pod (`--on-error=deny`).
-    Denied(&'static str),
-}
-
-impl OutcomeKind {
-    pub fn label(&self) -> &'static str {
-        match self {
-            OutcomeKind::Mutated => "mutated",
-            OutcomeKind::Unchanged => "unchanged",
-            OutcomeKind::Skipped(_) => "skipped",
-            OutcomeKind::Ignored => "ignored",
-            OutcomeKind::Error(_) => "error",
-            OutcomeKind::Denied(_) => "denied",
-        }
-    }
-}
-
 /// The Pod's names, for logs: known when the Pod was read (its namespace opted in).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodNames {
@@ -202,44 +260,64 @@ pub struct PodNames {
     pub generate_name: Option<String>,
 }
 
-/// The answer to one request.
+/// The decision on one request, before it is encoded.
 #[derive(Debug)]
-pub struct Outcome {
+pub struct Reviewed {
     /// The AdmissionReview to send back (HTTP 200); serialize it with [`encode`].
     pub review: AdmissionReview<DynamicObject>,
-    pub result: OutcomeKind,
+    /// A review outcome (never a transport refusal).
+    pub result: Outcome,
+    /// Why the policy left the Pod alone, for [`Outcome::Skipped`].
+    pub skip: Option<Skip>,
+    /// Why the injector could not decide, for [`Outcome::Error`] and [`Outcome::Denied`].
+    pub reason: &'static str,
     pub features: Features,
     pub patch_ops: usize,
     pub patch_bytes: usize,
     pub names: PodNames,
 }
 
-/// Answers one admission request. The patch is computed against the request's object; it is
-/// never re-serialized from a typed Pod. The answer depends only on the request and the labels,
-/// so `dryRun` requests get exactly the same answer.
+/// Answers one admission request (for callers that hold a decoded request, such as `inject`).
+/// The patch is computed against the request's object; it is never re-serialized from a typed
+/// Pod. The answer depends only on the request and the labels, so `dryRun` requests get exactly
+/// the same answer.
 pub fn review(
     req: Request<'_>,
     ns: NamespaceLabels<'_>,
     cfg: &Config,
     on_error: OnError,
-) -> Outcome {
+) -> Reviewed {
+    let Review { request, scope } = Review::from(req);
+    decide(request, scope, ns, cfg, on_error)
+}
+
+fn decide(
+    req: Request<'_>,
+    scope: Scope,
+    ns: NamespaceLabels<'_>,
+    cfg: &Config,
+    on_error: OnError,
+) -> Reviewed {
     let response = AdmissionResponse::from(&req);
-    if !is_pod_create(&req) {
-        return finish(
-            response,
-            OutcomeKind::Ignored,
-            Features::default(),
-            Vec::new(),
-            Vec::new(),
-        );
-    }
-    let Some(namespace) = namespace_to_look_up(&req).map(str::to_owned) else {
-        return cannot_decide(
-            response,
-            on_error,
-            "no_namespace",
-            "request.namespace is empty; not injected".into(),
-        );
+    let namespace = match scope {
+        Scope::Ignored => {
+            return finish(
+                response,
+                Verdict::Ignored,
+                Features::default(),
+                Vec::new(),
+                Vec::new(),
+            );
+        }
+        Scope::NoNamespace => {
+            return cannot_decide(
+                response,
+                on_error,
+                "no_namespace",
+                "request.namespace is empty; not injected".into(),
+            );
+        }
+        Scope::Pod(namespace) => namespace,
     };
     let labels = match ns {
         NamespaceLabels::Known(labels) => labels,
@@ -252,7 +330,7 @@ pub fn review(
     if let Some(skip) = policy::namespace_skip(cfg, &namespace, labels) {
         return finish(
             response,
-            OutcomeKind::Skipped(skip),
+            Verdict::Skipped(skip),
             Features::default(),
             Vec::new(),
             Vec::new(),
@@ -287,9 +365,9 @@ pub fn review(
     };
     let features = plan.features();
     let result = match plan.decision {
-        Decision::Skip(skip) => OutcomeKind::Skipped(skip),
-        Decision::Inject { .. } if plan.ops.is_empty() => OutcomeKind::Unchanged,
-        Decision::Inject { .. } => OutcomeKind::Mutated,
+        Decision::Skip(skip) => Verdict::Skipped(skip),
+        Decision::Inject { .. } if plan.ops.is_empty() => Verdict::Unchanged,
+        Decision::Inject { .. } => Verdict::Mutated,
     };
     let mut response = response;
     if !features.is_empty() {
@@ -311,16 +389,26 @@ pub fn review(
     outcome
 }
 
+/// A review's result with its detail, turned into [`Reviewed`]'s outcome, skip and reason.
+enum Verdict {
+    Mutated,
+    Unchanged,
+    Skipped(Skip),
+    Ignored,
+    Error(&'static str),
+    Denied(&'static str),
+}
+
 fn cannot_decide(
     response: AdmissionResponse,
     on_error: OnError,
     reason: &'static str,
     message: String,
-) -> Outcome {
+) -> Reviewed {
     match on_error {
         OnError::Allow => finish(
             response,
-            OutcomeKind::Error(reason),
+            Verdict::Error(reason),
             Features::default(),
             Vec::new(),
             vec![message],
@@ -329,7 +417,7 @@ fn cannot_decide(
             let response = response.deny(format!("gke-wi-injector: {message}"));
             finish(
                 response,
-                OutcomeKind::Denied(reason),
+                Verdict::Denied(reason),
                 Features::default(),
                 Vec::new(),
                 Vec::new(),
@@ -340,11 +428,19 @@ fn cannot_decide(
 
 fn finish(
     mut response: AdmissionResponse,
-    result: OutcomeKind,
+    verdict: Verdict,
     features: Features,
     ops: Vec<json_patch::PatchOperation>,
     warnings: Vec<String>,
-) -> Outcome {
+) -> Reviewed {
+    let (result, skip, reason) = match verdict {
+        Verdict::Mutated => (Outcome::Mutated, None, ""),
+        Verdict::Unchanged => (Outcome::Unchanged, None, ""),
+        Verdict::Skipped(skip) => (Outcome::Skipped, Some(skip), ""),
+        Verdict::Ignored => (Outcome::Ignored, None, ""),
+        Verdict::Error(reason) => (Outcome::Error, None, reason),
+        Verdict::Denied(reason) => (Outcome::Denied, None, reason),
+    };
     let patch_ops = ops.len();
     let mut patch_bytes = 0;
     if !warnings.is_empty() {
@@ -361,9 +457,11 @@ fn finish(
                 response = with_patch;
             }
             Err(_) => {
-                return Outcome {
+                return Reviewed {
                     review: response.into_review(),
-                    result: OutcomeKind::Error("patch_encoding"),
+                    result: Outcome::Error,
+                    skip: None,
+                    reason: "patch_encoding",
                     features,
                     patch_ops: 0,
                     patch_bytes: 0,
@@ -372,9 +470,11 @@ fn finish(
             }
         }
     }
-    Outcome {
+    Reviewed {
         review: response.into_review(),
         result,
+        skip,
+        reason,
         features,
         patch_ops,
         patch_bytes,

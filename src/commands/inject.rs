@@ -405,8 +405,8 @@ impl DocContext<'_> {
             let ops: Vec<PatchOperation> = serde_json::from_slice(patch).unwrap_or_default();
             self.ops.extend(ops);
         }
-        self.report.pods += usize::from(outcome.result != admission::OutcomeKind::Ignored);
-        self.report.mutated += usize::from(outcome.result == admission::OutcomeKind::Mutated);
+        self.report.pods += usize::from(outcome.result != admission::Outcome::Ignored);
+        self.report.mutated += usize::from(outcome.result == admission::Outcome::Mutated);
         Ok(serde_json::from_slice(&admission::encode(&outcome.review)).unwrap_or_default())
     }
 }

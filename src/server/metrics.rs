@@ -4,13 +4,16 @@
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::admission::Outcome;
 use crate::engine::policy::{Feature, Features};
 
 /// Latency buckets, 100 µs to 5 s: a cached-namespace review takes well under a millisecond, a
@@ -24,7 +27,14 @@ pub struct OutcomeLabel {
     /// `mutated`, `unchanged`, `skipped`, `ignored`, `error`, `denied`, or for requests that are
     /// not answered with a review: `bad_request`, `unsupported_media_type`, `payload_too_large`,
     /// `request_timeout`, `over_capacity` (the body-byte budget is spent: 503).
-    pub outcome: &'static str,
+    pub outcome: Outcome,
+}
+
+/// The label value is [`Outcome::label`], the one spelling of each outcome.
+impl EncodeLabelValue for Outcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.label())
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -212,7 +222,7 @@ impl Metrics {
     }
 
     /// Counts one answered request and the features that apply to its Pod.
-    pub fn request(&self, outcome: &'static str, features: Features) {
+    pub fn request(&self, outcome: Outcome, features: Features) {
         self.requests.get_or_create(&OutcomeLabel { outcome }).inc();
         for feature in features.iter() {
             self.features
@@ -363,7 +373,7 @@ mod tests {
     fn requests_are_counted_by_outcome_and_feature() {
         let m = Metrics::new();
         m.request(
-            "mutated",
+            Outcome::Mutated,
             Features {
                 wait: true,
                 host: true,
@@ -371,14 +381,14 @@ mod tests {
             },
         );
         m.request(
-            "mutated",
+            Outcome::Mutated,
             Features {
                 wait: false,
                 host: true,
                 istio: false,
             },
         );
-        m.request("skipped", Features::default());
+        m.request(Outcome::Skipped, Features::default());
         let text = m.encode(3, true);
         assert_eq!(
             line(
