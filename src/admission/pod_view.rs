@@ -2,7 +2,7 @@
 //!
 //! Building a full `serde_json::Value` of a Pod (managed fields, volumes, probes, resources...)
 //! and dropping it again was most of the cost of a review. The engine only reads the fields in
-//! [`POD`]; everything else is skipped without allocating. Lists of containers keep every entry
+//! [`POD`], declared next to the engine (`engine::reads`); everything else is skipped without allocating. Lists of containers keep every entry
 //! (with only `name` and `env`), so indices, and therefore patch paths, are those of the request.
 //! A field of an unexpected type is kept whole, so the engine reports it as it would on the
 //! full Pod. The admission request's object decodes into a [`PodView`] that only holds the
@@ -19,46 +19,7 @@ use serde::{Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
-/// Which parts of a value to keep.
-pub enum Keep {
-    /// The whole value.
-    All,
-    /// Only these keys of an object.
-    Fields(&'static [(&'static str, Keep)]),
-    /// Every item of a list, each filtered.
-    Items(&'static Keep),
-    /// A container's `env`: only the entries named `GCE_METADATA_HOST`, and entries without a
-    /// string name (so the engine still reports them). The engine appends with `/-` and never
-    /// addresses an entry by index, so the other entries need not be kept.
-    Env,
-}
-
-const CONTAINER: Keep = Keep::Fields(&[("name", Keep::All), ("env", Keep::Env)]);
-
-/// What `policy::decide` and `mutate::plan` read of a Pod.
-pub const POD: Keep = Keep::Fields(&[
-    ("apiVersion", Keep::All),
-    ("kind", Keep::All),
-    (
-        "metadata",
-        Keep::Fields(&[
-            ("name", Keep::All),
-            ("generateName", Keep::All),
-            ("namespace", Keep::All),
-            ("annotations", Keep::All),
-        ]),
-    ),
-    (
-        "spec",
-        Keep::Fields(&[
-            ("hostNetwork", Keep::All),
-            ("os", Keep::All),
-            ("nodeSelector", Keep::All),
-            ("containers", Keep::Items(&CONTAINER)),
-            ("initContainers", Keep::Items(&CONTAINER)),
-        ]),
-    ),
-]);
+pub use crate::engine::reads::{Keep, POD};
 
 /// Parses the parts of the Pod in `json` that the engine reads.
 pub fn parse(json: &str) -> Result<Value, serde_json::Error> {
@@ -405,5 +366,44 @@ mod tests {
     fn trailing_garbage_is_an_error() {
         assert!(parse("{} x").is_err());
         assert!(parse("{\"spec\": ").is_err());
+    }
+
+    /// The streaming view and the engine's declared read set agree, on every Pod and Pod
+    /// template of the `inject` fixtures: what the engine reads (checked in `engine::reads`) is
+    /// what the server parses.
+    #[test]
+    fn the_view_is_the_engine_read_set() {
+        use crate::engine::{reads, yaml};
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/inject");
+        let mut pods = Vec::new();
+        let mut todo = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.to_string_lossy().ends_with(".in.yaml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                todo.extend(yaml::documents(&text, &yaml::FILE_LIMITS).unwrap());
+            }
+        }
+        while let Some(v) = todo.pop() {
+            match v {
+                Value::Object(map) => {
+                    let spec = map.get("spec").and_then(|s| s.get("containers"));
+                    if spec.is_some_and(Value::is_array) {
+                        pods.push(Value::Object(map.clone()));
+                    }
+                    todo.extend(map.into_iter().map(|(_, v)| v));
+                }
+                Value::Array(items) => todo.extend(items),
+                _ => {}
+            }
+        }
+        assert!(pods.len() >= 20, "found {} fixture Pods", pods.len());
+        for pod in pods {
+            assert_eq!(
+                parse(&pod.to_string()).unwrap(),
+                reads::prune(&pod, &POD),
+                "{pod}"
+            );
+        }
     }
 }

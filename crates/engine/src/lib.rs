@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod mutate;
 pub mod patch;
 pub mod policy;
+pub mod reads;
 pub mod warnings;
 pub mod yaml;
 
