@@ -1,4 +1,5 @@
 use super::*;
+use json_patch::PatchOperation;
 use rstest::rstest;
 
 fn opts(labels: &str, output: OutputFormat) -> Options {
