@@ -32,6 +32,8 @@ impl ReviewError {
 /// Encodes a review for the wire. kube-core serializes `response.patch` (bytes) as a JSON array
 /// of numbers; the contract (SPEC §5) is a standard, padded base64 string, as Go encodes `[]byte`.
 /// Everything else is written as kube-core writes it (a unit test holds the two together).
+/// Upstream: kube-rs/kube#1781; once kube-core writes `patch` as base64, this can go and
+/// `serde_json::to_vec(review)` do.
 pub fn encode(review: &AdmissionReview<DynamicObject>) -> Vec<u8> {
     use base64::Engine as _;
 
