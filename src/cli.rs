@@ -2,17 +2,11 @@
 //! `commands/` (its clap `Args` and its `run`). Every flag can also be set through an environment
 //! variable `GKE_WI_INJECTOR_<FLAG>`. Parsing validates types; loading files and binding sockets
 //! happens later, in each subcommand's runner. What several commands share (the mutation flags,
-//! value parsers) is in [`shared`].
+//! value parsers) is in `commands::shared`.
 
 use clap::{Parser, Subcommand};
 
 use crate::commands::{certs::CertsArgs, inject::InjectArgs, serve::ServeArgs, wait::WaitArgs};
-
-pub mod shared;
-
-pub use shared::{
-    Labels, MutationArgs, parse_bytes, parse_duration, parse_labels, parse_nonzero_duration,
-};
 
 #[derive(Debug, Parser)]
 #[command(

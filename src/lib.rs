@@ -4,7 +4,8 @@
 //! Layers, each depending only on the ones below it:
 //!
 //! - `commands` (`serve`, `inject`, `certs`, `wait`): one module per subcommand, owning its
-//!   clap `Args` and its `run`; `cli` is the top-level parser and what commands share;
+//!   clap `Args` and its `run` (`commands::shared`: what several share); `cli` is the
+//!   top-level parser;
 //! - `server`: lifecycle, HTTP, TLS, certificates, reloads, admin, metrics, logs, limits;
 //! - `namespaces`: where namespace labels come from (a file, or the cluster);
 //! - `admission`: the AdmissionReview contract over kube-core's types, and the Pod view;

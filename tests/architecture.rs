@@ -90,10 +90,14 @@ fn crate_paths(dir: &str) -> Vec<(String, String)> {
 /// The layers of the main crate, lowest first; a layer may use only the layers below it.
 #[test]
 fn the_layers_point_one_way() {
-    let layers: [(&str, &[&str]); 3] = [
+    let layers: [(&str, &[&str]); 4] = [
         ("admission", &["engine", "admission"]),
         ("namespaces", &["engine", "namespaces"]),
         ("server", &["engine", "admission", "namespaces", "server"]),
+        (
+            "commands",
+            &["engine", "admission", "namespaces", "server", "commands"],
+        ),
     ];
     for (layer, allowed) in layers {
         let paths = crate_paths(layer);

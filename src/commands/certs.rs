@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use clap::Args;
 
-use crate::cli::shared::parse_duration;
+use super::shared::parse_duration;
 use crate::server::certs::{CA_FILE, CERT_FILE, Ca, KEY_FILE, service_names};
 
 #[derive(Debug, Args)]

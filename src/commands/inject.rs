@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 
-use crate::cli::shared::{MutationArgs, parse_labels};
+use super::shared::{MutationArgs, parse_labels};
 use crate::engine::policy::{Config, Labels};
 use crate::engine::yaml::{self, YamlLimits};
 

@@ -5,7 +5,7 @@ use rstest::rstest;
 fn opts(labels: &str, output: OutputFormat) -> Options {
     Options {
         config: Config::default(),
-        namespace_labels: crate::cli::parse_labels(labels).unwrap(),
+        namespace_labels: crate::commands::shared::parse_labels(labels).unwrap(),
         default_namespace: "default".into(),
         output,
     }

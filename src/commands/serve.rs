@@ -10,10 +10,10 @@ use clap::builder::TypedValueParser as _;
 use clap::{Args, ValueEnum};
 use tokio::sync::watch;
 
-use crate::admission::OnError;
-use crate::cli::shared::{
+use super::shared::{
     MutationArgs, on_error, parse_body_budget, parse_duration, parse_nonzero_duration,
 };
+use crate::admission::OnError;
 use crate::namespaces::cluster::{self, KubeNamespaces};
 use crate::namespaces::{FileNamespaces, NamespaceSource};
 use crate::server::budget::BodyBudget;

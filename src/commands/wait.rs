@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::cli::shared::{parse_duration, parse_nonzero_duration};
+use super::shared::{parse_duration, parse_nonzero_duration};
 pub use crate::engine::metadata::{
     AddrError, DEFAULT_METADATA_IP, Host, MetadataAddr, TOKEN_PATH, parse_metadata_host,
 };
