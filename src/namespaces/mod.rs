@@ -1,6 +1,6 @@
 //! Where namespace labels come from (SPEC §6): a metadata-only watch of Namespaces in a cluster
-//! ([`cluster`]), or `--namespaces FILE` outside one ([`file`](mod@file)). Both answer from memory; only a
-//! namespace the watch cache does not have yet costs one GET.
+//! ([`cluster`]), or `--namespaces FILE` outside one ([`file`](mod@file)). Both answer from
+//! memory; only a namespace the watch cache does not have yet costs one GET.
 
 use std::sync::Arc;
 
