@@ -19,5 +19,10 @@ pub mod commands;
 pub mod namespaces;
 pub mod server;
 
+/// The fixtures the unit tests share with the integration tests and the benches.
+#[cfg(test)]
+#[path = "../tests/support/fixtures.rs"]
+mod fixtures;
+
 pub use gke_wi_injector_engine as engine;
 pub use gke_wi_injector_engine::WAIT_FAILURE_MESSAGE;

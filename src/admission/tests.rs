@@ -1,27 +1,10 @@
 use super::*;
+pub(crate) use crate::fixtures::{UID, pod_review};
 use base64::Engine as _;
 use rstest::rstest;
 use serde_json::json;
 
 const P: &str = "gke-wi-injector.dev";
-
-/// A Pod CREATE review shaped like the ones kube-apiserver sends.
-pub(crate) fn pod_review(namespace: &str, pod: Value, dry_run: bool) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
-            "name": "", "namespace": namespace, "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller", "groups": ["system:serviceaccounts"]},
-            "object": pod, "oldObject": null, "dryRun": dry_run,
-            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}
-        }
-    })
-}
 
 fn sidecar_pod() -> Value {
     json!({
@@ -75,10 +58,7 @@ fn pod_create_gets_a_patch_that_applies_to_the_raw_object() {
     assert_eq!(outcome.result, Outcome::Mutated);
     assert_eq!(resp["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(resp["kind"], "AdmissionReview");
-    assert_eq!(
-        resp["response"]["uid"],
-        "705ab4f5-6393-11e8-b7cc-42010a800002"
-    );
+    assert_eq!(resp["response"]["uid"], UID);
     assert_eq!(resp["response"]["allowed"], true);
     assert_eq!(resp["response"]["patchType"], "JSONPatch");
     assert_eq!(

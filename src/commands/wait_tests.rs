@@ -1,6 +1,7 @@
 use super::*;
+use crate::fixtures::free_port;
 use rstest::rstest;
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr};
 
 #[rstest]
 #[case::ok(b"HTTP/1.1 200 OK\r", Some(200))]
@@ -52,14 +53,6 @@ fn clip_never_exceeds_the_deadline() {
     );
 }
 
-fn closed_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn cfg(port: u16, attempts: u32, max_time: Duration) -> WaitConfig {
     WaitConfig {
         addr: MetadataAddr::new_ip(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
@@ -74,7 +67,7 @@ fn cfg(port: u16, attempts: u32, max_time: Duration) -> WaitConfig {
 #[test]
 fn gives_up_after_the_attempt_limit_with_one_log_line_each() {
     let mut log = Vec::new();
-    let err = wait(&cfg(closed_port(), 3, Duration::from_secs(10)), &mut log).unwrap_err();
+    let err = wait(&cfg(free_port(), 3, Duration::from_secs(10)), &mut log).unwrap_err();
     assert_eq!(err.attempts, 3);
     assert_eq!(err.last, Some(Outcome::Refused));
     let log = String::from_utf8(log).unwrap();
@@ -88,7 +81,7 @@ fn gives_up_after_the_attempt_limit_with_one_log_line_each() {
 
 #[test]
 fn the_pause_never_runs_past_the_budget() {
-    let mut c = cfg(closed_port(), 30, Duration::from_millis(200));
+    let mut c = cfg(free_port(), 30, Duration::from_millis(200));
     c.interval = Duration::from_secs(30);
     let started = Instant::now();
     let err = wait(&c, &mut io::sink()).unwrap_err();
@@ -102,7 +95,7 @@ fn the_pause_never_runs_past_the_budget() {
 
 #[test]
 fn host_names_are_resolved_and_connected() {
-    let port = closed_port();
+    let port = free_port();
     let mut c = cfg(port, 1, Duration::from_secs(5));
     c.addr = format!("localhost:{port}").parse().unwrap();
     let err = wait(&c, &mut io::sink()).unwrap_err();
@@ -114,6 +107,6 @@ fn host_names_are_resolved_and_connected() {
 
 #[test]
 fn a_zero_budget_makes_no_attempt() {
-    let err = wait(&cfg(closed_port(), 5, Duration::ZERO), &mut io::sink()).unwrap_err();
+    let err = wait(&cfg(free_port(), 5, Duration::ZERO), &mut io::sink()).unwrap_err();
     assert_eq!((err.attempts, err.last), (0, None));
 }

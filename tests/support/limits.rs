@@ -2,6 +2,7 @@
 //! example namespaces on loopback ports, raw TLS connections, the process's file descriptors and
 //! memory, and HTTP/2 frames written by hand.
 
+use super::free_port;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -29,14 +30,6 @@ pub struct Served {
     pub ca: String,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Served {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod fixtures;
 pub mod h2;
 pub mod limits;
 pub mod router;
@@ -24,8 +25,9 @@ use gke_wi_injector::server::{Listeners, Server};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+pub use fixtures::{UID, free_port, pod_review};
+
 pub const P: &str = "gke-wi-injector.dev";
-pub const UID: &str = "0f3c1c9e-8d2b-4a5b-9c1d-2e3f4a5b6c7d";
 
 /// A Pod as a ReplicaSet controller creates it: generateName, owner, managedFields, a native
 /// sidecar (`restartPolicy: Always` on an init container) and a field the Rust types do not know.
@@ -58,26 +60,6 @@ pub fn pod() -> Value {
             "futureField": {"kept": ["as", "is"]}
         },
         "status": {}
-    })
-}
-
-/// A Pod CREATE review as kube-apiserver sends it.
-pub fn pod_review(namespace: &str, pod: Value, dry_run: bool) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": UID,
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
-            "name": "", "namespace": namespace, "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller",
-                         "uid": "3f1c2d4e-5a6b-7c8d-9e0f-1a2b3c4d5e6f",
-                         "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"]},
-            "object": pod, "oldObject": null, "dryRun": dry_run,
-            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kube-controller-manager"}
-        }
     })
 }
 
