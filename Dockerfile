@@ -16,6 +16,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY scripts/build-static.sh scripts/build-static.sh
 COPY .cargo .cargo
 COPY benches benches
+COPY crates crates
 COPY src src
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

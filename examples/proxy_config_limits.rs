@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use gke_wi_injector::istio::{
+use gke_wi_injector::engine::istio::{
     HOLD, MAX_PROXY_CONFIG_ALIASES, MAX_PROXY_CONFIG_BYTES, MAX_PROXY_CONFIG_DEPTH,
     MAX_PROXY_CONFIG_NODES, ProxyConfigMerge, merge_proxy_config,
 };

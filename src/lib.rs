@@ -1,35 +1,28 @@
 //! gke-wi-injector: a mutating admission webhook that makes Pods using GKE Workload Identity
 //! Federation start reliably.
 //!
-//! The mutation engine (`policy`, `mutate`, `istio`, `patch`, `admission`) is pure: no I/O, no
-//! HTTP, no Kubernetes client. The server, the offline `inject` command and the tests all call it.
+//! Layers, each depending only on the ones below it:
+//!
+//! - `commands` (`serve`, `inject`, `certs`, `wait`): one module per subcommand, owning its
+//!   clap `Args` and its `run` (`commands::shared`: what several share); `cli` is the
+//!   top-level parser;
+//! - `server`: lifecycle, HTTP, TLS, certificates, reloads, admin, metrics, logs, limits;
+//! - `namespaces`: where namespace labels come from (a file, or the cluster);
+//! - `admission`: the AdmissionReview contract over kube-core's types, and the Pod view;
+//! - `engine` (the `gke-wi-injector-engine` crate): the pure mutation, with no I/O, HTTP,
+//!   command line or Kubernetes client; the compiler enforces it.
 #![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod cli;
-pub mod inject;
-pub mod istio;
-pub mod mutate;
-pub mod patch;
-pub mod pod_view;
-pub mod policy;
-pub mod wait;
-pub mod warnings;
-pub mod yaml;
-
-pub mod admin;
-pub mod budget;
-pub mod certs;
-pub mod connections;
-pub mod metrics;
+pub mod commands;
 pub mod namespaces;
-pub mod namespaces_kube;
-pub mod reload;
-pub mod serve;
 pub mod server;
-pub mod telemetry;
-pub mod tls;
 
-/// What the wait program (and the curl command of `--wait-mode=curl`) prints when it gives up,
-/// word for word from GKE's troubleshooting guide.
-pub const WAIT_FAILURE_MESSAGE: &str = "Retry limit exceeded. Failed to wait for metadata server to be available. Check if the gke-metadata-server Pod in the kube-system namespace is healthy.";
+/// The fixtures the unit tests share with the integration tests and the benches.
+#[cfg(test)]
+#[path = "../tests/support/fixtures.rs"]
+mod fixtures;
+
+pub use gke_wi_injector_engine as engine;
+pub use gke_wi_injector_engine::WAIT_FAILURE_MESSAGE;

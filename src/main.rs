@@ -15,16 +15,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Inject(args) => gke_wi_injector::inject::run(args),
+        Command::Inject(args) => gke_wi_injector::commands::inject::run(args),
         Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("starting the async runtime")
-            .and_then(|runtime| runtime.block_on(gke_wi_injector::serve::run(args))),
-        Command::Certs(args) => gke_wi_injector::certs::run(&args),
+            .and_then(|runtime| runtime.block_on(gke_wi_injector::commands::serve::run(args))),
+        Command::Certs(args) => gke_wi_injector::commands::certs::run(&args),
         Command::Wait(args) => {
             // The wait program has its own exit codes (0 ready, 1 gave up).
-            let code = gke_wi_injector::wait::run(&args);
+            let code = gke_wi_injector::commands::wait::run(&args);
             return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
     };

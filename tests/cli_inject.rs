@@ -4,8 +4,8 @@
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 
-use gke_wi_injector::inject::INPUT_LIMITS;
-use gke_wi_injector::yaml;
+use gke_wi_injector::commands::inject::INPUT_LIMITS;
+use gke_wi_injector::engine::yaml;
 
 const ON: &str = "gke-wi-injector.dev/inject=enabled";
 

@@ -12,9 +12,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gke_wi_injector::admission::{self, NamespaceLabels, OnError};
-use gke_wi_injector::inject::INPUT_LIMITS;
-use gke_wi_injector::policy::{Config, Labels};
-use gke_wi_injector::yaml;
+use gke_wi_injector::commands::inject::INPUT_LIMITS;
+use gke_wi_injector::engine::policy::{Config, Labels};
+use gke_wi_injector::engine::yaml;
 use serde_json::{Value, json};
 
 const DEFAULT_CASES: usize = 1000;

@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use clap::Parser as _;
-use gke_wi_injector::cli::{Cli, Command, OutputFormat};
-use gke_wi_injector::inject::{Options, inject};
+use gke_wi_injector::cli::{Cli, Command};
+use gke_wi_injector::commands::inject::OutputFormat;
+use gke_wi_injector::commands::inject::{Options, inject};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inject")

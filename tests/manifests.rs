@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use gke_wi_injector::inject::INPUT_LIMITS;
-use gke_wi_injector::yaml;
+use gke_wi_injector::commands::inject::INPUT_LIMITS;
+use gke_wi_injector::engine::yaml;
 use k8s_openapi::api::admissionregistration::v1::{MutatingWebhook, MutatingWebhookConfiguration};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, PodSpec, Secret, Service};

@@ -2,8 +2,8 @@
 //! empty; fields unknown to k8s-openapi survive byte-for-byte; the result decodes as a
 //! `k8s_openapi` Pod; containers we leave alone keep their order and content.
 
-use gke_wi_injector::mutate::plan;
-use gke_wi_injector::policy::{Config, Labels};
+use gke_wi_injector::engine::mutate::plan;
+use gke_wi_injector::engine::policy::{Config, Labels};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -218,7 +218,7 @@ proptest! {
         input["spec"]["volumes"] = json!([{"name": "v", "emptyDir": {}}]);
         input["spec"]["containers"][0]["ports"] = json!([{"containerPort": 8080}]);
         let cfg = Config::default();
-        let view = gke_wi_injector::pod_view::parse(&input.to_string()).unwrap();
+        let view = gke_wi_injector::admission::pod_view::parse(&input.to_string()).unwrap();
         prop_assert!(view["spec"].get("volumes").is_none());
         let whole = plan(&cfg, "team", &labels, &input).unwrap();
         let pruned = plan(&cfg, "team", &labels, &view).unwrap();

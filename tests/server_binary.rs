@@ -2,6 +2,7 @@
 //! certificate validation before binding, the development certificate, env vars, SIGTERM).
 
 mod support;
+use support::free_port;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -305,14 +306,6 @@ fn serve_refuses_a_key_that_does_not_match_the_certificate() {
         )),
         "{err}"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

@@ -14,11 +14,12 @@ use axum::http::{Request, StatusCode};
 use base64::Engine as _;
 use clap::Parser as _;
 use gke_wi_injector::admission::OnError;
-use gke_wi_injector::cli::{Cli, Command, InjectArgs, OutputFormat};
-use gke_wi_injector::inject::INPUT_LIMITS;
-use gke_wi_injector::metrics::Metrics;
+use gke_wi_injector::cli::{Cli, Command};
+use gke_wi_injector::commands::inject::INPUT_LIMITS;
+use gke_wi_injector::commands::inject::{InjectArgs, OutputFormat};
+use gke_wi_injector::engine::yaml;
+use gke_wi_injector::server::metrics::Metrics;
 use gke_wi_injector::server::{AppState, router};
-use gke_wi_injector::yaml;
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 use support::{StaticNamespaces, pod_review};
@@ -59,7 +60,7 @@ fn state_for(args: &InjectArgs, namespace: &str) -> AppState {
         }),
         metrics: Arc::new(Metrics::new()),
         body_timeout: gke_wi_injector::server::BODY_TIMEOUT,
-        body_budget: gke_wi_injector::budget::BodyBudget::new(
+        body_budget: gke_wi_injector::server::budget::BodyBudget::new(
             gke_wi_injector::server::BODY_BUDGET_BYTES,
         ),
     }

@@ -93,7 +93,7 @@ async fn a_client_just_over_the_cap_is_told_why_and_past_the_overflow_closed_at_
     );
     // Past the overflow: silent connections over the cap hold the overflow's slots until its
     // timeout; meanwhile the next ones are closed at once, before any TLS work.
-    let silent = gke_wi_injector::connections::OVERFLOW_CONNECTIONS as usize;
+    let silent = gke_wi_injector::server::connections::OVERFLOW_CONNECTIONS as usize;
     let mut held = Vec::new();
     for _ in 0..silent {
         held.push(tokio::net::TcpStream::connect(s.addr).await.unwrap());

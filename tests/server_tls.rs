@@ -80,7 +80,8 @@ async fn a_client_trusting_only_the_ca_is_answered_over_every_version_and_alpn()
 #[tokio::test]
 async fn a_client_trusting_another_ca_fails_the_handshake() {
     let ts = TestServer::start(RELOAD, GRACE).await;
-    let other = gke_wi_injector::certs::Ca::new("other CA", Duration::from_secs(3600)).unwrap();
+    let other =
+        gke_wi_injector::server::certs::Ca::new("other CA", Duration::from_secs(3600)).unwrap();
     let err = post_review(
         ts.addr(),
         "localhost",

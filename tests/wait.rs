@@ -3,6 +3,9 @@
 //! finally 200. Checks the request sent, the attempt count, the time bound, the exit code, the
 //! guide's message, and that the token never reaches the output.
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::free_port;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Output};
@@ -135,15 +138,6 @@ fn read_request(conn: &mut TcpStream) -> Option<Seen> {
     })
 }
 
-/// A port on 127.0.0.1 with nothing listening.
-fn closed_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A listener with a backlog of 0 whose accept queue is full and never drained: Linux drops
 /// further SYNs, so a new connect hangs until the client's connect timeout. Returns the listener
 /// and the filler connections, which must stay alive.
@@ -248,7 +242,7 @@ fn run(mut cmd: Command) -> Run {
 
 #[test]
 fn refused_every_time_gives_up_after_the_attempt_limit() {
-    let port = closed_port();
+    let port = free_port();
     let run = wait(&format!("127.0.0.1:{port}"), &["--attempts", "4"]);
     run.assert_gave_up();
     let lines = run.attempt_lines();
@@ -438,7 +432,7 @@ fn the_host_comes_from_gce_metadata_host() {
 
 #[test]
 fn the_bounds_come_from_the_environment() {
-    let port = closed_port();
+    let port = free_port();
     let mut cmd = Command::new(BIN);
     cmd.arg("wait")
         .env("GCE_METADATA_HOST", format!("127.0.0.1:{port}"))

@@ -3,21 +3,17 @@
 
 use serde_json::{Value, json};
 
+#[path = "../../tests/support/fixtures.rs"]
+mod fixtures;
+#[allow(unused_imports)]
+pub use fixtures::free_port;
+
 /// The binary the server benchmarks start: this build's, or `BENCH_SERVER_BIN` (for example the
 /// image's static binary from `scripts/build-static.sh`).
 pub fn server_binary() -> std::path::PathBuf {
     std::env::var_os("BENCH_SERVER_BIN")
         .map(Into::into)
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_gke-wi-injector").into())
-}
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub fn review(pod: Value) -> Vec<u8> {

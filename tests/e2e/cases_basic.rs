@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use gke_wi_injector::yaml;
+use gke_wi_injector::engine::yaml;
 use serde_json::{Value, json};
 
 use crate::{
@@ -289,7 +289,7 @@ pub fn per_feature_labels_and_annotations(env: &Env) -> Result<()> {
         "{EXCLUDE}: {}",
         ann[EXCLUDE]
     );
-    let limits = &gke_wi_injector::istio::PROXY_CONFIG_LIMITS;
+    let limits = &gke_wi_injector::engine::istio::PROXY_CONFIG_LIMITS;
     let cfg = yaml::value(ann[PROXY].as_str().context("proxy config")?, limits)?;
     let want = yaml::value(
         "{concurrency: 2, holdApplicationUntilProxyStarts: true}",

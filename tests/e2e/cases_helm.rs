@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use gke_wi_injector::yaml;
+use gke_wi_injector::engine::yaml;
 use serde_json::{Value, json};
 
 use crate::harness::{BIN, REPO, b64, find, kubectl_obj, output, run};
@@ -86,10 +86,11 @@ pub fn chart_applied_and_injecting(env: &Env) -> Result<()> {
         ));
     }
     let rendered = run(c)?;
-    let mut docs: Vec<Value> = yaml::documents(&rendered, &gke_wi_injector::inject::INPUT_LIMITS)?
-        .into_iter()
-        .filter(|d| !d.is_null())
-        .collect();
+    let mut docs: Vec<Value> =
+        yaml::documents(&rendered, &gke_wi_injector::commands::inject::INPUT_LIMITS)?
+            .into_iter()
+            .filter(|d| !d.is_null())
+            .collect();
     let ca = std::fs::read_to_string(certs.join("ca.crt"))?;
     let mwc = docs
         .iter_mut()

@@ -327,7 +327,7 @@ fn readme_pod(stored: &Value, istiod: &Istiod) -> Result<()> {
         "metadata": {"name": stored["metadata"]["name"], "annotations": annotations},
         "spec": {"initContainers": list("initContainers"), "containers": list("containers")}
     });
-    let yaml = gke_wi_injector::yaml::to_string(&trimmed)?;
+    let yaml = gke_wi_injector::engine::yaml::to_string(&trimmed)?;
     let block = format!(
         "{README_BEGIN}\n```yaml\n# Istio {}-dev (istio.io/istio {}), trimmed\n{yaml}```\n{README_END}",
         istiod.line,

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use gke_wi_injector::inject::INPUT_LIMITS;
-use gke_wi_injector::yaml;
+use gke_wi_injector::commands::inject::INPUT_LIMITS;
+use gke_wi_injector::engine::yaml;
 use serde_json::Value;
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use gke_wi_injector::metrics::Metrics;
-use gke_wi_injector::policy::Features;
+use gke_wi_injector::engine::policy::Features;
+use gke_wi_injector::server::metrics::Metrics;
 
-/// Every `outcome` label value (src/metrics.rs `OutcomeLabel`).
+/// Every `outcome` label value (`admission::Outcome`, checked against `Outcome::ALL`).
 pub const OUTCOMES: [&str; 11] = [
     "mutated",
     "unchanged",
@@ -64,7 +64,7 @@ pub fn real_metrics() -> Vec<Series> {
         host: true,
         istio: true,
     };
-    for outcome in OUTCOMES {
+    for outcome in gke_wi_injector::admission::Outcome::ALL {
         m.request(outcome, all);
     }
     drop(m.timer());

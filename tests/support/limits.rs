@@ -16,7 +16,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::client::{admin_get, apiserver_like, config, metric, post_review};
-use super::{pod, pod_review};
+use super::{free_port, pod, pod_review};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gke-wi-injector");
 const EXAMPLE_NAMESPACES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/namespaces.yaml");
@@ -35,10 +35,7 @@ pub struct Served {
 
 /// A loopback address with a port free at the time of the call.
 pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
 /// How to start `serve`; [`Launch::new`] gives fresh ports and a temporary directory for the CA

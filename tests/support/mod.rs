@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod fixtures;
 pub mod h2;
 pub mod limits;
 pub mod router;
@@ -14,18 +15,19 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use gke_wi_injector::admission::OnError;
-use gke_wi_injector::certs::{Ca, Leaf};
-use gke_wi_injector::metrics::Metrics;
+use gke_wi_injector::engine::policy::{Config, Labels};
 use gke_wi_injector::namespaces::{Fetched, FileNamespaces, NamespaceSource};
-use gke_wi_injector::policy::{Config, Labels};
-use gke_wi_injector::serve::{Listeners, Server};
+use gke_wi_injector::server::certs::{Ca, Leaf};
+use gke_wi_injector::server::metrics::Metrics;
+use gke_wi_injector::server::tls::{CertSource, Tls};
 use gke_wi_injector::server::{AppState, BODY_TIMEOUT};
-use gke_wi_injector::tls::{CertSource, Tls};
+use gke_wi_injector::server::{Listeners, Server};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+pub use fixtures::{UID, free_port, pod_review};
+
 pub const P: &str = "gke-wi-injector.dev";
-pub const UID: &str = "0f3c1c9e-8d2b-4a5b-9c1d-2e3f4a5b6c7d";
 
 /// A Pod as a ReplicaSet controller creates it: generateName, owner, managedFields, a native
 /// sidecar (`restartPolicy: Always` on an init container) and a field the Rust types do not know.
@@ -58,26 +60,6 @@ pub fn pod() -> Value {
             "futureField": {"kept": ["as", "is"]}
         },
         "status": {}
-    })
-}
-
-/// A Pod CREATE review as kube-apiserver sends it.
-pub fn pod_review(namespace: &str, pod: Value, dry_run: bool) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": UID,
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
-            "name": "", "namespace": namespace, "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller",
-                         "uid": "3f1c2d4e-5a6b-7c8d-9e0f-1a2b3c4d5e6f",
-                         "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"]},
-            "object": pod, "oldObject": null, "dryRun": dry_run,
-            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kube-controller-manager"}
-        }
     })
 }
 
@@ -152,7 +134,7 @@ pub fn app_state(on_error: OnError) -> AppState {
         }),
         metrics: Arc::new(Metrics::new()),
         body_timeout: BODY_TIMEOUT,
-        body_budget: gke_wi_injector::budget::BodyBudget::new(
+        body_budget: gke_wi_injector::server::budget::BodyBudget::new(
             gke_wi_injector::server::BODY_BUDGET_BYTES,
         ),
     }
@@ -191,14 +173,20 @@ impl TestServer {
         let mut tls = Tls::load(&source, &metrics).unwrap();
         tls.spawn_reloader(reload_interval, metrics.clone(), stopped.clone());
         let (namespaces, contents) = FileNamespaces::load(&ns_path).unwrap();
-        namespaces.spawn_reloader(contents, reload_interval, metrics.clone(), stopped);
+        gke_wi_injector::server::reload::spawn_namespaces_file(
+            &namespaces,
+            contents,
+            reload_interval,
+            metrics.clone(),
+            stopped,
+        );
         let app = AppState {
             config: Arc::new(Config::default()),
             on_error: OnError::Allow,
             namespaces,
             metrics: metrics.clone(),
             body_timeout: BODY_TIMEOUT,
-            body_budget: gke_wi_injector::budget::BodyBudget::new(
+            body_budget: gke_wi_injector::server::budget::BodyBudget::new(
                 gke_wi_injector::server::BODY_BUDGET_BYTES,
             ),
         };
@@ -207,7 +195,7 @@ impl TestServer {
         let server = Server::start(
             listeners,
             shutdown_grace,
-            gke_wi_injector::connections::Limits::default(),
+            gke_wi_injector::server::connections::Limits::default(),
             app,
             tls.server_config().unwrap(),
             stop,

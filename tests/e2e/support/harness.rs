@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use gke_wi_injector::yaml;
+use gke_wi_injector::engine::yaml;
 use serde_json::Value;
 
 use crate::control_plane::ControlPlane;
@@ -305,7 +305,7 @@ pub fn kustomize(cp: &ControlPlane, dir: &Path) -> Result<Vec<Value>> {
     let out = run(cp.kubectl(&["kustomize", &dir.display().to_string()]))?;
     Ok(yaml::documents(
         &out,
-        &gke_wi_injector::inject::INPUT_LIMITS,
+        &gke_wi_injector::commands::inject::INPUT_LIMITS,
     )?)
 }
 

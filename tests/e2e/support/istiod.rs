@@ -124,7 +124,8 @@ impl Istiod {
 
         // Serving certificate for 127.0.0.1 (the API server checks the IP SAN), given to istiod
         // as its custom certificate; istiod's own webhook patcher then writes the same CA.
-        let ca = gke_wi_injector::certs::Ca::new("e2e istiod CA", Duration::from_secs(3600))?;
+        let ca =
+            gke_wi_injector::server::certs::Ca::new("e2e istiod CA", Duration::from_secs(3600))?;
         let leaf = ca.issue(&["127.0.0.1".to_string()], Duration::from_secs(3600))?;
         let (cert, key, ca_file) = (
             work.join("tls.crt"),
@@ -344,9 +345,9 @@ fn render(dir: &Path, values: &[String]) -> Result<Vec<Value>> {
         h.args(["--set", v]);
     }
     let text = run(h)?;
-    Ok(gke_wi_injector::yaml::documents(
+    Ok(gke_wi_injector::engine::yaml::documents(
         &text,
-        &gke_wi_injector::inject::INPUT_LIMITS,
+        &gke_wi_injector::commands::inject::INPUT_LIMITS,
     )?)
 }
 

@@ -45,7 +45,10 @@ pub struct LateWebhook {
 
 impl LateWebhook {
     pub fn start(mode: Mode) -> Result<LateWebhook> {
-        let ca = gke_wi_injector::certs::Ca::new("e2e late webhook CA", Duration::from_secs(3600))?;
+        let ca = gke_wi_injector::server::certs::Ca::new(
+            "e2e late webhook CA",
+            Duration::from_secs(3600),
+        )?;
         let leaf = ca.issue(&["127.0.0.1".to_string()], Duration::from_secs(3600))?;
         let certs = CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()?;

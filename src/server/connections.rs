@@ -34,8 +34,8 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use self::activity::{Activity, HEADS_OFF, HEADS_ON, HEADS_UNKNOWN, Watched, scopeguard};
-use crate::metrics::Metrics;
-use crate::reload;
+use crate::server::metrics::Metrics;
+use crate::server::reload;
 
 /// HTTP/2 streams open at once on one connection; more are refused (`REFUSED_STREAM`).
 pub const H2_MAX_CONCURRENT_STREAMS: u32 = 32;
@@ -322,7 +322,7 @@ async fn over_capacity(
     let max_connections = shared.limits.max_connections;
     let service = hyper::service::service_fn(move |_request: hyper::Request<Incoming>| {
         std::future::ready(Ok::<_, std::convert::Infallible>(
-            crate::server::over_connection_capacity(max_connections),
+            crate::server::http::over_connection_capacity(max_connections),
         ))
     });
     let answer = async {

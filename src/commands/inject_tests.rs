@@ -1,10 +1,11 @@
 use super::*;
+use json_patch::PatchOperation;
 use rstest::rstest;
 
 fn opts(labels: &str, output: OutputFormat) -> Options {
     Options {
         config: Config::default(),
-        namespace_labels: crate::cli::parse_labels(labels).unwrap(),
+        namespace_labels: crate::commands::shared::parse_labels(labels).unwrap(),
         default_namespace: "default".into(),
         output,
     }
@@ -198,7 +199,7 @@ fn proxy_config_bomb_is_left_alone_with_a_warning() {
     let bomb = alias_bomb(9);
     let pod = serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "a", "annotations": {crate::istio::PROXY_CONFIG: bomb}},
+        "metadata": {"name": "a", "annotations": {crate::engine::istio::PROXY_CONFIG: bomb}},
         "spec": {"containers": [{"name": "app", "image": "app:1"}]}
     });
     let text = yaml::to_string(&pod).unwrap();
@@ -207,7 +208,7 @@ fn proxy_config_bomb_is_left_alone_with_a_warning() {
     assert!(started.elapsed() < std::time::Duration::from_secs(1));
     let out = &parse_documents(&r.output).unwrap()[0];
     assert_eq!(
-        out["metadata"]["annotations"][crate::istio::PROXY_CONFIG],
+        out["metadata"]["annotations"][crate::engine::istio::PROXY_CONFIG],
         bomb.as_str()
     );
     assert_eq!(
@@ -217,7 +218,7 @@ fn proxy_config_bomb_is_left_alone_with_a_warning() {
     assert!(
         r.warnings
             .iter()
-            .any(|w| w.contains(crate::istio::PROXY_CONFIG) && w.contains("aliases bound")),
+            .any(|w| w.contains(crate::engine::istio::PROXY_CONFIG) && w.contains("aliases bound")),
         "{:?}",
         r.warnings
     );

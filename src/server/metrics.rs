@@ -4,14 +4,17 @@
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::policy::{Feature, Features};
+use crate::admission::Outcome;
+use crate::engine::policy::{Feature, Features};
 
 /// Latency buckets, 100 µs to 5 s: a cached-namespace review takes well under a millisecond, a
 /// cache miss adds one GET, and the API server gives up at `timeoutSeconds` (at most 30 s).
@@ -24,7 +27,14 @@ pub struct OutcomeLabel {
     /// `mutated`, `unchanged`, `skipped`, `ignored`, `error`, `denied`, or for requests that are
     /// not answered with a review: `bad_request`, `unsupported_media_type`, `payload_too_large`,
     /// `request_timeout`, `over_capacity` (the body-byte budget is spent: 503).
-    pub outcome: &'static str,
+    pub outcome: Outcome,
+}
+
+/// The label value is [`Outcome::label`], the one spelling of each outcome.
+impl EncodeLabelValue for Outcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.label())
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -212,7 +222,7 @@ impl Metrics {
     }
 
     /// Counts one answered request and the features that apply to its Pod.
-    pub fn request(&self, outcome: &'static str, features: Features) {
+    pub fn request(&self, outcome: Outcome, features: Features) {
         self.requests.get_or_create(&OutcomeLabel { outcome }).inc();
         for feature in features.iter() {
             self.features
@@ -350,116 +360,5 @@ impl Drop for LatencyTimer<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn line<'a>(text: &'a str, prefix: &str) -> &'a str {
-        text.lines()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
-    }
-
-    #[test]
-    fn requests_are_counted_by_outcome_and_feature() {
-        let m = Metrics::new();
-        m.request(
-            "mutated",
-            Features {
-                wait: true,
-                host: true,
-                istio: false,
-            },
-        );
-        m.request(
-            "mutated",
-            Features {
-                wait: false,
-                host: true,
-                istio: false,
-            },
-        );
-        m.request("skipped", Features::default());
-        let text = m.encode(3, true);
-        assert_eq!(
-            line(
-                &text,
-                "gke_wi_injector_admission_requests_total{outcome=\"mutated\"}"
-            ),
-            "gke_wi_injector_admission_requests_total{outcome=\"mutated\"} 2"
-        );
-        assert_eq!(
-            line(
-                &text,
-                "gke_wi_injector_admission_requests_total{outcome=\"skipped\"}"
-            ),
-            "gke_wi_injector_admission_requests_total{outcome=\"skipped\"} 1"
-        );
-        assert_eq!(
-            line(
-                &text,
-                "gke_wi_injector_admission_features_total{feature=\"metadata-host\"}"
-            ),
-            "gke_wi_injector_admission_features_total{feature=\"metadata-host\"} 2"
-        );
-        assert_eq!(
-            line(
-                &text,
-                "gke_wi_injector_admission_features_total{feature=\"metadata-wait\"}"
-            ),
-            "gke_wi_injector_admission_features_total{feature=\"metadata-wait\"} 1"
-        );
-        assert!(!text.contains("feature=\"istio\""), "{text}");
-        assert_eq!(
-            line(&text, "gke_wi_injector_namespace_cache_size "),
-            "gke_wi_injector_namespace_cache_size 3"
-        );
-        assert_eq!(
-            line(&text, "gke_wi_injector_namespace_cache_synced "),
-            "gke_wi_injector_namespace_cache_synced 1"
-        );
-    }
-
-    #[test]
-    fn latency_buckets_run_from_100us_to_5s_and_the_timer_observes_on_drop() {
-        let m = Metrics::new();
-        drop(m.timer());
-        let text = m.encode(0, false);
-        assert!(
-            text.contains("gke_wi_injector_admission_duration_seconds_bucket{le=\"0.0001\"}"),
-            "{text}"
-        );
-        assert!(
-            text.contains("gke_wi_injector_admission_duration_seconds_bucket{le=\"5.0\"}"),
-            "{text}"
-        );
-        assert_eq!(
-            line(&text, "gke_wi_injector_admission_duration_seconds_count "),
-            "gke_wi_injector_admission_duration_seconds_count 1"
-        );
-    }
-
-    #[test]
-    fn certificate_expiry_and_reload_failures() {
-        let m = Metrics::new();
-        m.set_cert_not_after(1_900_000_000);
-        m.reload_failed("tls");
-        m.reload_failed("tls");
-        let text = m.encode(0, false);
-        assert_eq!(
-            line(
-                &text,
-                "gke_wi_injector_tls_certificate_not_after_timestamp_seconds "
-            ),
-            "gke_wi_injector_tls_certificate_not_after_timestamp_seconds 1900000000"
-        );
-        assert_eq!(
-            line(
-                &text,
-                "gke_wi_injector_reload_failures_total{source=\"tls\"}"
-            ),
-            "gke_wi_injector_reload_failures_total{source=\"tls\"} 2"
-        );
-        assert_eq!(m.reload_failures("tls"), 2);
-        assert_eq!(m.reload_failures("namespaces"), 0);
-    }
-}
+#[path = "metrics_tests.rs"]
+mod tests;

@@ -1,5 +1,5 @@
-//! `gke-wi-injector serve` (SPEC §6): loads the certificate and the namespace source, binds the
-//! HTTPS admission listener and the plain-HTTP admin listener, and shuts down gracefully.
+//! The server's lifecycle (SPEC §6): the HTTPS admission listener and the plain-HTTP admin
+//! listener, started on bound sockets and shut down gracefully.
 //!
 //! Shutdown (SIGTERM, SIGINT or SIGHUP): `/readyz` fails at once; after `--shutdown-delay`
 //! (SIGTERM only, so endpoints stop pointing here before the listener goes away) the listener
@@ -19,16 +19,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::admin::{self, AdminState, Readiness};
-use crate::budget::BodyBudget;
-use crate::cli::ServeArgs;
-use crate::connections::{self, Limits, Listener};
-use crate::metrics::Metrics;
-use crate::namespaces::{FileNamespaces, NamespaceSource};
-use crate::namespaces_kube::{self, KubeNamespaces};
-use crate::server::{self, AppState};
-use crate::telemetry;
-use crate::tls::{CertSource, Tls};
+use super::admin::{self, AdminState, Readiness};
+use super::connections::{self, Limits, Listener};
+use super::http::{self, AppState};
 
 /// Longest the admin listener waits for its own connections at the very end.
 const ADMIN_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -132,7 +125,7 @@ impl Server {
                 tls: Some(TlsAcceptor::from(tls)),
                 limits,
             },
-            server::router(app),
+            http::router(app),
             metrics,
             stop.subscribe(),
             shutdown_grace,
@@ -190,14 +183,14 @@ impl Server {
 
 /// The signals that stop the server, installed once so that none is missed between the first
 /// and the second.
-struct Signals {
+pub struct Signals {
     term: Signal,
     int: Signal,
     hup: Signal,
 }
 
 impl Signals {
-    fn install() -> std::io::Result<Signals> {
+    pub fn install() -> std::io::Result<Signals> {
         Ok(Signals {
             term: unix_signal(SignalKind::terminate())?,
             int: unix_signal(SignalKind::interrupt())?,
@@ -206,128 +199,11 @@ impl Signals {
     }
 
     /// The next signal's name.
-    async fn next(&mut self) -> &'static str {
+    pub async fn next(&mut self) -> &'static str {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
             _ = self.hup.recv() => "SIGHUP",
         }
     }
-}
-
-/// Where namespace labels will come from, decided (and the file read) before anything starts.
-enum NamespacePlan {
-    File(Arc<FileNamespaces>, Vec<u8>),
-    Cluster(kube::Client),
-}
-
-/// The `serve` subcommand. Every input is checked before anything binds or starts: the namespace
-/// source (the file parsed, or a cluster configuration found), then the certificate.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    // Dropped last: queued log lines are written before the process exits.
-    let logs = telemetry::init(args.log_format)?;
-    let metrics = Arc::new(Metrics::new());
-    metrics.set_log_drops(logs.dropped_counter());
-    let mut signals =
-        Signals::install().map_err(|e| anyhow::anyhow!("installing the signal handlers: {e}"))?;
-    let (stop, stopped) = watch::channel(false);
-
-    let plan = match &args.namespaces {
-        Some(path) => {
-            let (source, contents) = FileNamespaces::load(path)?;
-            NamespacePlan::File(source, contents)
-        }
-        None => NamespacePlan::Cluster(namespaces_kube::client().await?),
-    };
-    let cert_source = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => CertSource::Files {
-            cert: cert.clone(),
-            key: key.clone(),
-        },
-        _ => CertSource::Generated {
-            ca_out: args.dev_ca_out.clone(),
-        },
-    };
-    if args.tls_cert.is_some() && args.dev_ca_out.is_some() {
-        tracing::warn!("--dev-ca-out is ignored: --tls-cert/--tls-key are given");
-    }
-    let mut tls = Tls::load(&cert_source, &metrics)?;
-    let tls_config = tls.server_config()?;
-    let mut dev_ca_out = None;
-    if let CertSource::Generated { ca_out } = cert_source {
-        tracing::warn!(
-            ca_out = ca_out.as_ref().map(|p| p.display().to_string()),
-            "no --tls-cert/--tls-key: serving a generated development certificate for localhost, 127.0.0.1 and ::1"
-        );
-        dev_ca_out = ca_out;
-    }
-
-    let namespaces: Arc<dyn NamespaceSource> = match plan {
-        NamespacePlan::File(source, contents) => {
-            let file = args.namespaces.as_deref().map(|p| p.display().to_string());
-            tracing::info!(
-                file,
-                namespaces = source.len(),
-                "namespace labels from a file"
-            );
-            source.spawn_reloader(
-                contents,
-                args.reload_interval,
-                metrics.clone(),
-                stopped.clone(),
-            );
-            source
-        }
-        NamespacePlan::Cluster(client) => {
-            tracing::info!("namespace labels from a metadata-only watch of Namespaces");
-            KubeNamespaces::start(client, args.namespace_get_timeout, stopped.clone())
-        }
-    };
-    tls.spawn_reloader(args.reload_interval, metrics.clone(), stopped);
-
-    let app = AppState {
-        config: Arc::new(args.mutation.to_config()),
-        on_error: args.on_error,
-        namespaces,
-        metrics,
-        body_timeout: args.body_timeout,
-        body_budget: BodyBudget::new(args.max_body_bytes_in_flight),
-    };
-    let limits = Limits {
-        max_connections: args.max_connections,
-        idle_timeout: args.idle_timeout,
-        header_timeout: args.header_timeout,
-    };
-    // The development CA is written once both ports are ours, and before readiness: a second
-    // server that cannot bind leaves the running one's CA in place.
-    let listeners = Listeners::bind(args.listen, args.admin_listen).await?;
-    if let Some(path) = &dev_ca_out {
-        tls.write_dev_ca(path)?;
-    }
-    let server = Server::start(
-        listeners,
-        args.shutdown_grace,
-        limits,
-        app,
-        tls_config,
-        stop,
-    );
-    tracing::info!(listen = %server.addr(), admin = %server.admin_addr(), "serving admission reviews on POST /mutate");
-
-    let signal = signals.next().await;
-    let delay = if signal == "SIGTERM" {
-        args.shutdown_delay
-    } else {
-        Duration::ZERO
-    };
-    tracing::info!(signal, "shutting down; a second signal stops at once");
-    tokio::select! {
-        () = server.shutdown(delay) => {}
-        second = signals.next() => {
-            tracing::warn!(signal = second, "second signal: exiting without finishing the drain");
-            anyhow::bail!("stopped by a second signal ({second}) before in-flight requests finished");
-        }
-    }
-    tracing::info!("stopped");
-    Ok(())
 }

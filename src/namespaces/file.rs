@@ -1,77 +1,20 @@
-//! Where namespace labels come from (SPEC §6): a metadata-only watch of Namespaces in a cluster
-//! (`namespaces_kube`), or `--namespaces FILE` outside one. Both answer from memory; only a
-//! namespace the watch cache does not have yet costs one GET.
+//! Namespace labels from `--namespaces FILE`, outside a cluster: parsed within the YAML limits,
+//! answered from memory and re-read when the file changes.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
 use serde_json::Value;
-use tokio::sync::watch;
 
-use crate::metrics::Metrics;
-use crate::policy::Labels;
-use crate::reload::{self, Refusal};
-use crate::yaml;
+use super::{Fetched, NamespaceSource};
+use crate::engine::policy::Labels;
+use crate::engine::yaml;
 
 /// Label of the file source in `reload_failures_total`.
 pub const RELOAD_SOURCE: &str = "namespaces";
-
-/// The answer of a fallback lookup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fetched {
-    Found(Arc<Labels>),
-    /// Not found, or the lookup failed; the reason goes into the Pod's admission warning.
-    Unknown(String),
-}
-
-/// A source of namespace labels.
-pub trait NamespaceSource: Send + Sync + std::fmt::Debug {
-    /// Labels from memory, without I/O; `None` for a namespace not (yet) known.
-    fn cached(&self, namespace: &str) -> Option<Arc<Labels>>;
-    /// One lookup for a namespace `cached` did not know.
-    fn fetch<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Fetched>;
-    /// Whether the cache holds a complete list (readiness).
-    fn synced(&self) -> bool;
-    /// Namespaces in memory.
-    fn len(&self) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// How one lookup was answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
-    Cached(Arc<Labels>),
-    Fetched(Arc<Labels>),
-    Unknown(String),
-}
-
-impl Lookup {
-    /// `cache`, `get` or `unknown`, for `namespace_lookups_total`.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            Lookup::Cached(_) => "cache",
-            Lookup::Fetched(_) => "get",
-            Lookup::Unknown(_) => "unknown",
-        }
-    }
-}
-
-/// The labels of `namespace`: from memory, else one fallback lookup.
-pub async fn lookup(source: &dyn NamespaceSource, namespace: &str) -> Lookup {
-    if let Some(labels) = source.cached(namespace) {
-        return Lookup::Cached(labels);
-    }
-    match source.fetch(namespace).await {
-        Fetched::Found(labels) => Lookup::Fetched(labels),
-        Fetched::Unknown(reason) => Lookup::Unknown(reason),
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NamespacesFileError {
@@ -200,42 +143,38 @@ impl FileNamespaces {
         Ok((Arc::new(source), bytes))
     }
 
-    /// Re-reads the file every `interval` until `stop`; a bad new file keeps the old namespaces.
-    /// A file that drops namespaces may be half-written (truncated, then written): it is taken
-    /// only once it has not changed for a poll, so an emptied or partly written file never
-    /// leaves Pods of the dropped namespaces uninjected in between.
-    pub fn spawn_reloader(
-        self: &Arc<Self>,
-        initial: Vec<u8>,
-        interval: Duration,
-        metrics: Arc<Metrics>,
-        stop: watch::Receiver<bool>,
-    ) {
-        let this = self.clone();
-        let paths = vec![self.path.clone()];
-        tokio::spawn(reload::poll(
-            RELOAD_SOURCE,
-            paths,
-            vec![initial],
-            interval,
-            metrics,
-            stop,
-            move |c, stable| {
-                let map = parse_namespaces(&String::from_utf8_lossy(&c[0]), &this.path)
-                    .map_err(|e| e.to_string())?;
-                let dropped = dropped_namespaces(&this.namespaces.load(), &map);
-                if dropped > 0 && !stable {
-                    return Err(Refusal::Defer(format!(
-                        "{} drops {dropped} namespaces; taken if unchanged at the next poll",
-                        this.path.display()
-                    )));
-                }
-                tracing::info!(file = %this.path.display(), namespaces = map.len(), dropped, "reloaded the namespaces file");
-                this.namespaces.store(Arc::new(map));
-                Ok(())
-            },
-        ));
+    /// The file the namespaces are read from.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
+
+    /// Takes new contents of the file (`server::reload` polls it). A file that drops namespaces
+    /// may be half-written (truncated, then written): it is taken only once it has not changed
+    /// for a poll (`stable`), so an emptied or partly written file never leaves Pods of the
+    /// dropped namespaces uninjected in between. A bad file keeps the old namespaces.
+    pub fn replace(&self, contents: &[u8], stable: bool) -> Result<(), NotTaken> {
+        let map = parse_namespaces(&String::from_utf8_lossy(contents), &self.path)
+            .map_err(|e| NotTaken::Invalid(e.to_string()))?;
+        let dropped = dropped_namespaces(&self.namespaces.load(), &map);
+        if dropped > 0 && !stable {
+            return Err(NotTaken::Unsettled(format!(
+                "{} drops {dropped} namespaces; taken if unchanged at the next poll",
+                self.path.display()
+            )));
+        }
+        tracing::info!(file = %self.path.display(), namespaces = map.len(), dropped, "reloaded the namespaces file");
+        self.namespaces.store(Arc::new(map));
+        Ok(())
+    }
+}
+
+/// Why [`FileNamespaces::replace`] did not take new contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotTaken {
+    /// The contents do not parse.
+    Invalid(String),
+    /// The contents drop namespaces and have not settled yet.
+    Unsettled(String),
 }
 
 /// How many namespaces of `old` are missing from `new`.
@@ -268,6 +207,7 @@ impl NamespaceSource for FileNamespaces {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::namespaces::{Lookup, lookup};
     use rstest::rstest;
 
     fn parse(text: &str) -> Result<HashMap<String, Arc<Labels>>, String> {
@@ -389,58 +329,5 @@ mod tests {
             Lookup::Unknown(format!("namespace \"other\" is not in {}", path.display()))
         );
         assert_eq!(missing.metric_label(), "unknown");
-    }
-
-    #[tokio::test]
-    async fn a_file_that_drops_namespaces_is_taken_only_once_it_has_settled() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ns.yaml");
-        let both =
-            "kind: Namespace\nmetadata: {name: a}\n---\nkind: Namespace\nmetadata: {name: b}\n";
-        std::fs::write(&path, both).unwrap();
-        let (source, contents) = FileNamespaces::load(&path).unwrap();
-        let metrics = Arc::new(Metrics::new());
-        let (stop_tx, stop_rx) = watch::channel(false);
-        source.spawn_reloader(
-            contents,
-            Duration::from_millis(200),
-            metrics.clone(),
-            stop_rx,
-        );
-        let wait = |what: &'static str, done: &dyn Fn() -> bool| {
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while !done() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "timed out waiting for {what}"
-                );
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        };
-        // Valid YAML with no namespaces at all, as a truncating writer leaves it.
-        std::fs::write(&path, "").unwrap();
-        tokio::task::spawn_blocking({
-            let (source, metrics) = (source.clone(), metrics.clone());
-            move || {
-                wait("a deferral", &|| {
-                    metrics.reload_deferrals(RELOAD_SOURCE) == 1
-                });
-                assert_eq!(source.len(), 2, "held back on the first poll");
-                // The writer finishes within the poll: the shrunk contents are never used.
-                std::fs::write(&path, both).unwrap();
-                std::thread::sleep(Duration::from_millis(500));
-                assert_eq!(source.len(), 2);
-                assert!(source.cached("a").is_some() && source.cached("b").is_some());
-                // A file that stays smaller is taken after one more poll.
-                std::fs::write(&path, "kind: Namespace\nmetadata: {name: a}\n").unwrap();
-                wait("the smaller file", &|| source.len() == 1);
-                assert!(source.cached("b").is_none());
-            }
-        })
-        .await
-        .unwrap();
-        assert_eq!(metrics.reload_deferrals(RELOAD_SOURCE), 2);
-        assert_eq!(metrics.reload_failures(RELOAD_SOURCE), 0);
-        stop_tx.send(true).unwrap();
     }
 }

@@ -9,8 +9,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::metrics::Metrics;
 use crate::namespaces::NamespaceSource;
+use crate::server::metrics::Metrics;
 
 /// Whether the server should get traffic: the namespace cache has synced, a certificate is
 /// loaded, and shutdown has not begun.
@@ -95,8 +95,8 @@ async fn metrics(State(state): State<AdminState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::policy::Labels;
     use crate::namespaces::Fetched;
-    use crate::policy::Labels;
     use axum::body::Body;
     use axum::http::Request;
     use futures::future::BoxFuture;

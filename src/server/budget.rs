@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use crate::metrics::Metrics;
+use crate::server::metrics::Metrics;
 
 /// The part of every body that counts only against the whole budget: an ordinary Pod review is
 /// 5 to 50 KiB.

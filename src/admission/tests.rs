@@ -1,27 +1,10 @@
 use super::*;
+pub(crate) use crate::fixtures::{UID, pod_review};
 use base64::Engine as _;
 use rstest::rstest;
 use serde_json::json;
 
 const P: &str = "gke-wi-injector.dev";
-
-/// A Pod CREATE review shaped like the ones kube-apiserver sends.
-pub(crate) fn pod_review(namespace: &str, pod: Value, dry_run: bool) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
-            "name": "", "namespace": namespace, "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller", "groups": ["system:serviceaccounts"]},
-            "object": pod, "oldObject": null, "dryRun": dry_run,
-            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}
-        }
-    })
-}
 
 fn sidecar_pod() -> Value {
     json!({
@@ -47,7 +30,7 @@ fn labels() -> Labels {
     .into()
 }
 
-fn answer(body: &Value, ns: NamespaceLabels<'_>, on_error: OnError) -> (Outcome, Value) {
+fn answer(body: &Value, ns: NamespaceLabels<'_>, on_error: OnError) -> (Reviewed, Value) {
     let bytes = serde_json::to_vec(body).unwrap();
     let req = parse_review(&bytes).expect("parses");
     let outcome = review(req, ns, &Config::default(), on_error);
@@ -72,13 +55,10 @@ fn pod_create_gets_a_patch_that_applies_to_the_raw_object() {
         NamespaceLabels::Known(&l),
         OnError::Allow,
     );
-    assert_eq!(outcome.result, OutcomeKind::Mutated);
+    assert_eq!(outcome.result, Outcome::Mutated);
     assert_eq!(resp["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(resp["kind"], "AdmissionReview");
-    assert_eq!(
-        resp["response"]["uid"],
-        "705ab4f5-6393-11e8-b7cc-42010a800002"
-    );
+    assert_eq!(resp["response"]["uid"], UID);
     assert_eq!(resp["response"]["allowed"], true);
     assert_eq!(resp["response"]["patchType"], "JSONPatch");
     assert_eq!(
@@ -127,7 +107,10 @@ fn unchanged_pod_has_neither_patch_nor_patch_type() {
         NamespaceLabels::Known(&l),
         OnError::Allow,
     );
-    assert_eq!(outcome.result, OutcomeKind::Skipped(Skip::NotOptedIn));
+    assert_eq!(
+        (outcome.result, outcome.skip),
+        (Outcome::Skipped, Some(Skip::NotOptedIn))
+    );
     assert_eq!(resp["response"]["allowed"], true);
     assert!(resp["response"].get("patch").is_none());
     assert!(resp["response"].get("patchType").is_none());
@@ -149,8 +132,8 @@ fn non_pod_create_is_allowed_unchanged(#[case] op: &str, #[case] kind: &str, #[c
         body["request"]["oldObject"] = body["request"]["object"].take();
     }
     let bytes = serde_json::to_vec(&body).unwrap();
+    assert_eq!(Review::parse(&bytes).unwrap().namespace(), None);
     let req = parse_review(&bytes).unwrap();
-    assert_eq!(namespace_to_look_up(&req), None);
     let l = labels();
     let out = review(
         req,
@@ -158,7 +141,7 @@ fn non_pod_create_is_allowed_unchanged(#[case] op: &str, #[case] kind: &str, #[c
         &Config::default(),
         OnError::Allow,
     );
-    assert_eq!(out.result, OutcomeKind::Ignored);
+    assert_eq!(out.result, Outcome::Ignored);
     let resp: Value = serde_json::from_slice(&encode(&out.review)).unwrap();
     assert_eq!(resp["response"]["allowed"], true);
     assert!(resp["response"].get("patch").is_none());
@@ -171,7 +154,10 @@ fn unknown_namespace_allows_with_a_warning_or_denies_on_request() {
         reason: "API unreachable".into(),
     };
     let (out, resp) = answer(&body, unknown(), OnError::Allow);
-    assert_eq!(out.result, OutcomeKind::Error("namespace_unavailable"));
+    assert_eq!(
+        (out.result, out.reason),
+        (Outcome::Error, "namespace_unavailable")
+    );
     assert_eq!(resp["response"]["allowed"], true);
     let w = resp["response"]["warnings"][0].as_str().unwrap();
     assert!(
@@ -180,7 +166,10 @@ fn unknown_namespace_allows_with_a_warning_or_denies_on_request() {
     );
 
     let (out, resp) = answer(&body, unknown(), OnError::Deny);
-    assert_eq!(out.result, OutcomeKind::Denied("namespace_unavailable"));
+    assert_eq!(
+        (out.result, out.reason),
+        (Outcome::Denied, "namespace_unavailable")
+    );
     assert_eq!(resp["response"]["allowed"], false);
     assert!(
         resp["response"]["status"]["message"]
@@ -200,7 +189,7 @@ fn pod_of_unexpected_shape_is_allowed_with_a_warning_naming_the_field() {
         NamespaceLabels::Known(&l),
         OnError::Allow,
     );
-    assert_eq!(out.result, OutcomeKind::Error("bad_pod"));
+    assert_eq!((out.result, out.reason), (Outcome::Error, "bad_pod"));
     assert!(
         resp["response"]["warnings"][0]
             .as_str()
@@ -249,7 +238,7 @@ fn reinvocation_with_nothing_new_is_empty() {
         NamespaceLabels::Known(&l),
         OnError::Allow,
     );
-    assert_eq!(out.result, OutcomeKind::Unchanged);
+    assert_eq!(out.result, Outcome::Unchanged);
     assert!(resp["response"].get("patch").is_none());
 }
 

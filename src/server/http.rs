@@ -21,12 +21,13 @@ use axum::routing::post;
 use futures::StreamExt as _;
 use tracing::Instrument as _;
 
-use crate::admission::{self, NamespaceLabels, OnError, OutcomeKind};
-use crate::budget::{BodyBudget, Reservation};
-use crate::metrics::Metrics;
+use crate::admission::answer::{self, Answer, LogFields, Outcome};
+use crate::admission::{NamespaceLabels, OnError, Review};
+use crate::engine::policy::Config;
 use crate::namespaces::{self, Lookup, NamespaceSource};
-use crate::policy::Config;
-use crate::telemetry::capped;
+use crate::server::budget::{BodyBudget, Reservation};
+use crate::server::metrics::{LatencyTimer, Metrics};
+use crate::server::telemetry::capped;
 
 /// Largest accepted body: an UPDATE review carries two objects of up to 3 MiB each (SPEC §5).
 pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
@@ -62,19 +63,8 @@ pub fn router(state: AppState) -> Router {
 
 /// A `metav1.Status` failure, as the API server expects a failed webhook call to explain itself.
 fn status(code: StatusCode, reason: &str, message: impl Into<String>) -> Response {
-    let body = serde_json::json!({
-        "apiVersion": "v1", "kind": "Status", "metadata": {},
-        "status": "Failure", "message": message.into(), "reason": reason, "code": code.as_u16(),
-    });
-    (
-        code,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body.to_string(),
-    )
-        .into_response()
+    let body = answer::status_body(code.as_u16(), reason, &message.into());
+    json_response(code, body)
 }
 
 /// The answer to every request on a connection accepted over `--max-connections`: 503 with a
@@ -127,112 +117,36 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// One review. Its log record is one span (`admission`: uid, operation, dry run, namespace),
-/// opened once the request is read, and one event carrying the result. Fields are given when the
-/// span and the event are created rather than recorded one by one: tracing-subscriber's JSON
-/// formatter re-encodes all of a span's fields on every `record`, which cost a quarter of a
-/// review's CPU.
+/// One request: the transport checks, the namespace lookup, then one call into the admission
+/// layer, whose [`Answer`] is counted, logged and sent. A review's log record is one span
+/// (`admission`: uid, operation, dry run, namespace), opened once the request is read, and one
+/// event carrying the result. Fields are given when the span and the event are created rather
+/// than recorded one by one: tracing-subscriber's JSON formatter re-encodes all of a span's
+/// fields on every `record`, which cost a quarter of a review's CPU.
 async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let timer = state.metrics.timer();
-    let fail = |code: StatusCode, outcome: &'static str, reason: &str, message: String| {
-        state.metrics.request(outcome, Default::default());
-        let duration_us = timer.elapsed().as_micros() as u64;
-        // `error`, not `message`: the JSON formatter writes the event's text as `message`.
-        tracing::warn!(status = code.as_u16(), outcome, error = %capped(&message), duration_us, "admission request refused");
-        status(code, reason, message)
-    };
-
-    if !is_json(&headers) {
-        let got = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("none");
-        let message = format!("Content-Type must be application/json, got {got}");
-        return fail(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "UnsupportedMediaType",
-            message,
-        );
-    }
-    let too_large = || format!("body larger than {MAX_BODY_BYTES} bytes");
-    if declared_length(&headers).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return fail(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "RequestEntityTooLarge",
-            too_large(),
-        );
-    }
     // Held until the answer is ready: the review borrows from the body.
     let mut reservation = state.body_budget.reserve(&state.metrics);
-    let declared = declared_length(&headers);
-    let read = read_limited(body, MAX_BODY_BYTES, declared, &mut reservation);
-    let Ok(read) = tokio::time::timeout(state.body_timeout, read).await else {
-        let message = format!(
-            "body not received within {} s",
-            state.body_timeout.as_secs_f64()
-        );
-        return fail(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            "Timeout",
-            message,
-        );
-    };
-    let bytes = match read {
+    let bytes = match read_body(&state, &headers, body, &mut reservation).await {
         Ok(bytes) => bytes,
-        Err(ReadError::TooLarge) => {
-            return fail(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "RequestEntityTooLarge",
-                too_large(),
-            );
-        }
-        Err(ReadError::OverBudget) => {
-            let message = format!(
-                "the server holds too many request bodies: this one would pass its budget of {} bytes",
-                state.body_budget.limit()
-            );
-            return fail(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "over_capacity",
-                "ServiceUnavailable",
-                message,
-            );
-        }
-        Err(ReadError::Transport(e)) => {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "BadRequest",
-                format!("reading the body: {e}"),
-            );
-        }
+        Err(refused) => return send(&state, refused, &timer, None, "none"),
     };
-    let mut request = match admission::parse_review(&bytes) {
-        Ok(request) => request,
+    let review = match Review::parse(&bytes) {
+        Ok(review) => review,
         Err(e) => {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "BadRequest",
-                e.to_string(),
-            );
+            let refused = Answer::refused(Outcome::BadRequest, e.to_string());
+            return send(&state, refused, &timer, None, "none");
         }
     };
 
-    let namespace = admission::namespace_to_look_up(&request).map(str::to_owned);
     let span = tracing::info_span!(
         "admission",
-        uid = %capped(&request.uid),
-        operation = operation_name(&request.operation),
-        dry_run = request.dry_run,
-        namespace = %capped(namespace.as_deref().unwrap_or("")),
+        uid = %capped(review.uid()),
+        operation = review.operation(),
+        dry_run = review.dry_run(),
+        namespace = %capped(review.namespace().unwrap_or("")),
     );
-    let request_name = std::mem::take(&mut request.name);
-    let lookup = match &namespace {
+    let lookup = match review.namespace() {
         Some(ns) => {
             let lookup = namespaces::lookup(state.namespaces.as_ref(), ns)
                 .instrument(span.clone())
@@ -252,35 +166,61 @@ async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Body) -
             reason: "not looked up".into(),
         },
     };
+    let answer = review.answer(labels, &state.config, state.on_error);
+    let lookup = lookup.as_ref().map_or("none", Lookup::metric_label);
+    send(&state, answer, &timer, Some(&span), lookup)
+}
 
-    let outcome = admission::review(request, labels, &state.config, state.on_error);
-    state
-        .metrics
-        .request(outcome.result.label(), outcome.features);
-    let body = admission::encode(&outcome.review);
-    // The Pod's names come from the engine's reading of the Pod (opted-in namespaces); a Pod
-    // that was not read is named by the request's `name`, empty for generated names.
-    let names = &outcome.names;
-    let reason = match outcome.result {
-        OutcomeKind::Error(reason) | OutcomeKind::Denied(reason) => reason,
-        _ => "",
-    };
-    span.in_scope(|| {
-        tracing::info!(
-            pod = %capped(names.name.as_deref().filter(|n| !n.is_empty()).unwrap_or(&request_name)),
-            generate_name = %capped(names.generate_name.as_deref().unwrap_or("")),
-            lookup = lookup.as_ref().map_or("none", Lookup::metric_label),
-            outcome = outcome.result.label(),
+/// Counts, logs and writes one answer. A review is logged in its span, with the lookup's result.
+fn send(
+    state: &AppState,
+    answer: Answer,
+    timer: &LatencyTimer<'_>,
+    span: Option<&tracing::Span>,
+    lookup: &'static str,
+) -> Response {
+    state.metrics.request(answer.outcome, answer.features);
+    let duration_us = timer.elapsed().as_micros() as u64;
+    let outcome = answer.outcome.label();
+    match &answer.log {
+        LogFields::Reviewed {
+            pod,
+            generate_name,
             reason,
-            features = %outcome.features.record(),
-            patch_ops = outcome.patch_ops,
-            patch_bytes = outcome.patch_bytes,
-            duration_us = timer.elapsed().as_micros() as u64,
-            "admission review answered"
-        )
-    });
+            patch_ops,
+            patch_bytes,
+        } => {
+            let log = || {
+                tracing::info!(
+                    pod = %capped(pod),
+                    generate_name = %capped(generate_name),
+                    lookup,
+                    outcome,
+                    reason,
+                    features = %answer.features.record(),
+                    patch_ops,
+                    patch_bytes,
+                    duration_us,
+                    "admission review answered"
+                )
+            };
+            match span {
+                Some(span) => span.in_scope(log),
+                None => log(),
+            }
+        }
+        LogFields::Refused { message } => {
+            // `error`, not `message`: the JSON formatter writes the event's text as `message`.
+            tracing::warn!(status = answer.status, outcome, error = %capped(message), duration_us, "admission request refused");
+        }
+    }
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(status, answer.body)
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     (
-        StatusCode::OK,
+        status,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -290,13 +230,51 @@ async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Body) -
         .into_response()
 }
 
-fn operation_name(op: &admission::Operation) -> &'static str {
-    match op {
-        admission::Operation::Create => "CREATE",
-        admission::Operation::Update => "UPDATE",
-        admission::Operation::Delete => "DELETE",
-        admission::Operation::Connect => "CONNECT",
+/// The transport checks: content type, size, the body budget and the body timeout; the body, or
+/// the refusal.
+async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    reservation: &mut Reservation<'_>,
+) -> Result<Vec<u8>, Answer> {
+    if !is_json(headers) {
+        let got = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none");
+        let message = format!("Content-Type must be application/json, got {got}");
+        return Err(Answer::refused(Outcome::UnsupportedMediaType, message));
     }
+    let too_large = || {
+        let message = format!("body larger than {MAX_BODY_BYTES} bytes");
+        Answer::refused(Outcome::PayloadTooLarge, message)
+    };
+    let declared = declared_length(headers);
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let read = read_limited(body, MAX_BODY_BYTES, declared, reservation);
+    let Ok(read) = tokio::time::timeout(state.body_timeout, read).await else {
+        let message = format!(
+            "body not received within {} s",
+            state.body_timeout.as_secs_f64()
+        );
+        return Err(Answer::refused(Outcome::RequestTimeout, message));
+    };
+    read.map_err(|e| match e {
+        ReadError::TooLarge => too_large(),
+        ReadError::OverBudget => {
+            let message = format!(
+                "the server holds too many request bodies: this one would pass its budget of {} bytes",
+                state.body_budget.limit()
+            );
+            Answer::refused(Outcome::OverCapacity, message)
+        }
+        ReadError::Transport(e) => {
+            Answer::refused(Outcome::BadRequest, format!("reading the body: {e}"))
+        }
+    })
 }
 
 enum ReadError {

@@ -17,8 +17,8 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
-use crate::namespaces::{Fetched, NamespaceSource};
-use crate::policy::Labels;
+use super::{Fetched, NamespaceSource};
+use crate::engine::policy::Labels;
 
 type NamespaceMeta = PartialObjectMeta<Namespace>;
 
@@ -76,7 +76,7 @@ impl KubeNamespaces {
             loop {
                 let event = tokio::select! {
                     event = events.next() => event,
-                    () = crate::reload::until_stopped(&mut stop) => return,
+                    _ = stop.wait_for(|stopped| *stopped) => return,
                 };
                 match event {
                     Some(Ok(watcher::Event::InitDone)) => {

@@ -15,9 +15,9 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::watch;
 
-use crate::certs;
-use crate::metrics::Metrics;
-use crate::reload;
+use crate::server::certs;
+use crate::server::metrics::Metrics;
+use crate::server::reload;
 
 /// Label of this source in `reload_failures_total`.
 pub const RELOAD_SOURCE: &str = "tls";

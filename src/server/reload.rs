@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
+use crate::namespaces::file::{FileNamespaces, NotTaken, RELOAD_SOURCE};
+use crate::server::metrics::Metrics;
 
 /// The contents of every watched file, or why one could not be read.
 type Snapshot = Result<Vec<Vec<u8>>, String>;
@@ -119,9 +120,38 @@ pub async fn poll<F>(
     }
 }
 
+/// Re-reads the `--namespaces` file every `interval` until `stop`; a bad new file keeps the old
+/// namespaces, and one that drops namespaces is taken only once it has settled
+/// ([`FileNamespaces::replace`]).
+pub fn spawn_namespaces_file(
+    source: &Arc<FileNamespaces>,
+    initial: Vec<u8>,
+    interval: Duration,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+) {
+    let this = source.clone();
+    let paths = vec![source.path().to_path_buf()];
+    tokio::spawn(poll(
+        RELOAD_SOURCE,
+        paths,
+        vec![initial],
+        interval,
+        metrics,
+        stop,
+        move |c, stable| {
+            this.replace(&c[0], stable).map_err(|e| match e {
+                NotTaken::Invalid(error) => Refusal::Invalid(error),
+                NotTaken::Unsettled(why) => Refusal::Defer(why),
+            })
+        },
+    ));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::namespaces::NamespaceSource as _;
     use std::sync::Mutex;
 
     #[tokio::test]
@@ -190,5 +220,59 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(*applied.lock().unwrap(), ["good-2", "good-3", "shrink-1"]);
+    }
+
+    #[tokio::test]
+    async fn a_file_that_drops_namespaces_is_taken_only_once_it_has_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ns.yaml");
+        let both =
+            "kind: Namespace\nmetadata: {name: a}\n---\nkind: Namespace\nmetadata: {name: b}\n";
+        std::fs::write(&path, both).unwrap();
+        let (source, contents) = FileNamespaces::load(&path).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        spawn_namespaces_file(
+            &source,
+            contents,
+            Duration::from_millis(200),
+            metrics.clone(),
+            stop_rx,
+        );
+        let wait = |what: &'static str, done: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !done() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "timed out waiting for {what}"
+                );
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        };
+        // Valid YAML with no namespaces at all, as a truncating writer leaves it.
+        std::fs::write(&path, "").unwrap();
+        tokio::task::spawn_blocking({
+            let (source, metrics) = (source.clone(), metrics.clone());
+            move || {
+                wait("a deferral", &|| {
+                    metrics.reload_deferrals(RELOAD_SOURCE) == 1
+                });
+                assert_eq!(source.len(), 2, "held back on the first poll");
+                // The writer finishes within the poll: the shrunk contents are never used.
+                std::fs::write(&path, both).unwrap();
+                std::thread::sleep(Duration::from_millis(500));
+                assert_eq!(source.len(), 2);
+                assert!(source.cached("a").is_some() && source.cached("b").is_some());
+                // A file that stays smaller is taken after one more poll.
+                std::fs::write(&path, "kind: Namespace\nmetadata: {name: a}\n").unwrap();
+                wait("the smaller file", &|| source.len() == 1);
+                assert!(source.cached("b").is_none());
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(metrics.reload_deferrals(RELOAD_SOURCE), 2);
+        assert_eq!(metrics.reload_failures(RELOAD_SOURCE), 0);
+        stop_tx.send(true).unwrap();
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Building a full `serde_json::Value` of a Pod (managed fields, volumes, probes, resources...)
 //! and dropping it again was most of the cost of a review. The engine only reads the fields in
-//! [`POD`]; everything else is skipped without allocating. Lists of containers keep every entry
+//! [`POD`], declared next to the engine (`engine::reads`); everything else is skipped without allocating. Lists of containers keep every entry
 //! (with only `name` and `env`), so indices, and therefore patch paths, are those of the request.
 //! A field of an unexpected type is kept whole, so the engine reports it as it would on the
 //! full Pod. The admission request's object decodes into a [`PodView`] that only holds the
@@ -19,46 +19,7 @@ use serde::{Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
-/// Which parts of a value to keep.
-pub enum Keep {
-    /// The whole value.
-    All,
-    /// Only these keys of an object.
-    Fields(&'static [(&'static str, Keep)]),
-    /// Every item of a list, each filtered.
-    Items(&'static Keep),
-    /// A container's `env`: only the entries named `GCE_METADATA_HOST`, and entries without a
-    /// string name (so the engine still reports them). The engine appends with `/-` and never
-    /// addresses an entry by index, so the other entries need not be kept.
-    Env,
-}
-
-const CONTAINER: Keep = Keep::Fields(&[("name", Keep::All), ("env", Keep::Env)]);
-
-/// What `policy::decide` and `mutate::plan` read of a Pod.
-pub const POD: Keep = Keep::Fields(&[
-    ("apiVersion", Keep::All),
-    ("kind", Keep::All),
-    (
-        "metadata",
-        Keep::Fields(&[
-            ("name", Keep::All),
-            ("generateName", Keep::All),
-            ("namespace", Keep::All),
-            ("annotations", Keep::All),
-        ]),
-    ),
-    (
-        "spec",
-        Keep::Fields(&[
-            ("hostNetwork", Keep::All),
-            ("os", Keep::All),
-            ("nodeSelector", Keep::All),
-            ("containers", Keep::Items(&CONTAINER)),
-            ("initContainers", Keep::Items(&CONTAINER)),
-        ]),
-    ),
-]);
+pub use crate::engine::reads::{Keep, POD};
 
 /// Parses the parts of the Pod in `json` that the engine reads.
 pub fn parse(json: &str) -> Result<Value, serde_json::Error> {
@@ -165,7 +126,7 @@ impl<'de> Visitor<'de> for EnvEntry {
             }
         }
         let wanted = match &name {
-            Some(Value::String(n)) => n == crate::mutate::METADATA_HOST_ENV,
+            Some(Value::String(n)) => n == crate::engine::mutate::METADATA_HOST_ENV,
             _ => true,
         };
         if !wanted {
@@ -352,58 +313,5 @@ impl<'de> Visitor<'de> for PrunedVisitor {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn keeps_what_the_engine_reads_and_nothing_else() {
-        let pod = json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "p", "annotations": {"a": "b"}, "managedFields": [{"x": 1}], "labels": {"l": "v"}},
-            "spec": {
-                "containers": [{"name": "c", "image": "i", "env": [{"name": "E", "value": "v"}, {"name": "GCE_METADATA_HOST", "value": "x", "valueFrom": {}}, {"value": 1}], "ports": [{"containerPort": 80}]}],
-                "initContainers": [{"name": "i", "restartPolicy": "Always"}],
-                "hostNetwork": false, "nodeSelector": {"kubernetes.io/os": "linux"}, "volumes": [{"name": "v"}]
-            },
-            "status": {"phase": "Pending"}
-        });
-        let got = parse(&pod.to_string()).unwrap();
-        assert_eq!(
-            got,
-            json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "p", "annotations": {"a": "b"}},
-                "spec": {
-                    "containers": [{"name": "c", "env": [{"name": "GCE_METADATA_HOST", "value": "x"}, {"value": 1}]}],
-                    "initContainers": [{"name": "i"}],
-                    "hostNetwork": false, "nodeSelector": {"kubernetes.io/os": "linux"}
-                }
-            })
-        );
-    }
-
-    #[test]
-    fn unexpected_types_are_kept_whole() {
-        let pod = json!({"spec": {"containers": {"a": [1, 2]}, "initContainers": ["x", 3, null, 1.5]}, "metadata": [1]});
-        assert_eq!(parse(&pod.to_string()).unwrap(), pod);
-    }
-
-    #[test]
-    fn the_request_object_is_read_when_asked() {
-        let view: PodView =
-            serde_json::from_str(r#"{"kind": "Pod", "status": {"phase": "Pending"}}"#).unwrap();
-        assert_eq!(
-            serde_json::to_string(&view).unwrap(),
-            r#"{"kind": "Pod", "status": {"phase": "Pending"}}"#
-        );
-        assert_eq!(view.read().unwrap(), json!({"kind": "Pod"}));
-        assert!(serde_json::from_str::<PodView>(r#"{"kind": "Pod""#).is_err());
-    }
-
-    #[test]
-    fn trailing_garbage_is_an_error() {
-        assert!(parse("{} x").is_err());
-        assert!(parse("{\"spec\": ").is_err());
-    }
-}
+#[path = "pod_view_tests.rs"]
+mod tests;
