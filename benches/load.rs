@@ -5,7 +5,9 @@
 //! `cargo bench --bench load` prints, for fixed rates of 1,000 and 5,000 reviews/s and for
 //! saturation: throughput, p50/p99/p99.9 latency and errors; then time-to-ready and the
 //! server's peak RSS. `BENCH_SERVER_BIN=PATH` measures another build of the binary (the image's
-//! static one). Fixed rates are open-loop: latency counts from the moment a request was
+//! static one). Last, the one-core mode: the server pinned to CPU 0 (`taskset`), this load
+//! generator to CPU 1, saturation, and the server's own CPU time per review (from
+//! `/proc/PID/stat`), with the request log line on and off (`RUST_LOG=warn`). Fixed rates are open-loop: latency counts from the moment a request was
 //! due, so a stalled server is not hidden (no coordinated omission). Under `cargo test` it runs
 //! a short smoke pass that asserts every review is answered.
 
@@ -42,13 +44,27 @@ impl Drop for Server {
 }
 
 fn start_server() -> Server {
+    start_server_with(None, &[])
+}
+
+/// The server, optionally pinned to `cpu` with `taskset`, with extra environment variables.
+fn start_server_with(cpu: Option<usize>, env: &[(&str, &str)]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let ns = dir.path().join("namespaces.yaml");
     std::fs::write(&ns, NAMESPACES).unwrap();
     let ca = dir.path().join("ca.crt");
     let (port, admin_port) = (common::free_port(), common::free_port());
     let started = Instant::now();
-    let child = Command::new(common::server_binary())
+    let mut command = match cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &cpu.to_string()])
+                .arg(common::server_binary());
+            c
+        }
+        None => Command::new(common::server_binary()),
+    };
+    let child = command
         .arg("serve")
         .args([
             "--namespaces",
@@ -63,6 +79,7 @@ fn start_server() -> Server {
             &format!("127.0.0.1:{admin_port}"),
         ])
         .env("KUBECONFIG", dir.path().join("none"))
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -97,6 +114,48 @@ fn readyz(admin: SocketAddr) -> bool {
     }
     let mut buf = [0u8; 16];
     matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
+}
+
+/// CPU time (user + system) the process has used so far, from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let hz = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(100);
+    Some(Duration::from_secs_f64(ticks as f64 / hz as f64))
+}
+
+/// Pins every thread of this process (the load generator) to `cpu`.
+fn pin_self(cpu: usize) -> bool {
+    Command::new("taskset")
+        .args([
+            "-a",
+            "-cp",
+            &cpu.to_string(),
+            &std::process::id().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Saturation against a server pinned to one core: (reviews/s, server CPU µs per review).
+async fn one_core(body: &Bytes, env: &[(&str, &str)], secs: Duration) -> Option<(f64, f64, usize)> {
+    let server = start_server_with(Some(0), env);
+    let tls = tls_connector(&server.ca_pem);
+    run(&server, &tls, body, 8, None, Duration::from_secs(1)).await;
+    let before = cpu_time(server.child.id())?;
+    let r = run(&server, &tls, body, 16, None, secs).await;
+    let used = cpu_time(server.child.id())? - before;
+    let rate = r.sent as f64 / r.elapsed.as_secs_f64();
+    Some((rate, used.as_secs_f64() * 1e6 / r.sent as f64, r.errors))
 }
 
 /// Peak resident set of the server (kB), from `/proc`.
@@ -316,6 +375,21 @@ fn main() {
         run(&server, &tls, &body, 32, None, secs)
             .await
             .print("saturation");
+        if std::thread::available_parallelism().map_or(0, |n| n.get()) < 2 || !pin_self(1) {
+            println!("one core: needs two CPUs and taskset; skipped");
+            return;
+        }
+        for (name, env) in [
+            ("log line on", &[][..]),
+            ("log line off (RUST_LOG=warn)", &[("RUST_LOG", "warn")][..]),
+        ] {
+            match one_core(&body, env, secs).await {
+                Some((rate, us, errors)) => println!(
+                    "one core, saturation, {name:<28} {rate:>8.0}/s  {us:>6.1} µs server CPU per review  {errors} errors"
+                ),
+                None => println!("one core, {name}: no /proc; skipped"),
+            }
+        }
     });
     if bench {
         println!(

@@ -51,7 +51,15 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Finds the binaries (runs `tests/e2e/build-control-plane.sh`, taking its last stdout
     /// line), starts etcd and kube-apiserver, and waits for `/readyz`.
+    ///
+    /// Ports are picked free and bound by etcd and kube-apiserver seconds later; in between,
+    /// another test's process (the e2e tests run in parallel) or an outgoing connection can take
+    /// one. A start that fails for that reason is retried with new ports.
     pub async fn start() -> Result<ControlPlane> {
+        retry_taken_ports("control plane", ControlPlane::start_once).await
+    }
+
+    async fn start_once() -> Result<ControlPlane> {
         let bin_dir = binaries_dir().await?;
         let dir = tempfile::Builder::new()
             .prefix("gke-wi-e2e-cp-")
@@ -620,6 +628,29 @@ async fn binaries_dir() -> Result<PathBuf> {
         Ok(dir)
     })
     .await?
+}
+
+/// Runs `start` up to three times while it fails because a port it picked was taken.
+async fn retry_taken_ports<T, F, Fut>(what: &str, mut start: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match start().await {
+            Err(e)
+                if attempt < 3
+                    && format!("{e:#}")
+                        .to_lowercase()
+                        .contains("address already in use") =>
+            {
+                eprintln!("{what}: a port was taken before it was bound; retrying with new ports");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// N distinct free loopback ports (all listeners are held until every port is picked).

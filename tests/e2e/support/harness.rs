@@ -146,7 +146,33 @@ impl Injector {
     /// Starts `serve` named `name` (its log is `dir/<name>.log`), with the generated development
     /// certificate, or with `--tls-cert`/`--tls-key` files `(cert, key, CA PEM)` re-read every
     /// 200 ms.
+    ///
+    /// A start that fails because one of its two free ports was taken in the meantime (the e2e
+    /// tests run in parallel) is retried with new ports.
     pub fn start_with(
+        dir: &Path,
+        kubeconfig: &Path,
+        name: &str,
+        tls: Option<(&Path, &Path, &str)>,
+    ) -> Result<Injector> {
+        let mut attempt = 1;
+        loop {
+            match Injector::start_once(dir, kubeconfig, name, tls) {
+                Err(e)
+                    if attempt < 3
+                        && format!("{e:#}")
+                            .to_lowercase()
+                            .contains("address already in use") =>
+                {
+                    eprintln!("{name}: a port was taken before it was bound; retrying");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(
         dir: &Path,
         kubeconfig: &Path,
         name: &str,
