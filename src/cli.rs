@@ -1,4 +1,4 @@
-//! Command-line interface: one binary, four subcommands, each defined by its module under
+//! Command-line interface: one binary, five subcommands, each defined by its module under
 //! `commands/` (its clap `Args` and its `run`). Every flag can also be set through an environment
 //! variable `GKE_WI_INJECTOR_<FLAG>`. Parsing validates types; loading files and binding sockets
 //! happens later, in each subcommand's runner. What several commands share (the mutation flags,
@@ -6,7 +6,9 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{certs::CertsArgs, inject::InjectArgs, serve::ServeArgs, wait::WaitArgs};
+use crate::commands::{
+    certs::CertsArgs, doctor::DoctorArgs, inject::InjectArgs, serve::ServeArgs, wait::WaitArgs,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +33,8 @@ pub enum Command {
     Certs(CertsArgs),
     /// Wait until the GKE metadata server serves a token (the init container's program).
     Wait(WaitArgs),
+    /// Check a live cluster against GKE's Workload Identity troubleshooting guide (read-only).
+    Doctor(DoctorArgs),
 }
 
 #[cfg(test)]

@@ -3,9 +3,10 @@
 //!
 //! Layers, each depending only on the ones below it:
 //!
-//! - `commands` (`serve`, `inject`, `certs`, `wait`): one module per subcommand, owning its
+//! - `commands` (`serve`, `inject`, `certs`, `wait`, `doctor`): one module per subcommand, owning its
 //!   clap `Args` and its `run` (`commands::shared`: what several share); `cli` is the
 //!   top-level parser;
+//! - `doctor`: the Workload Identity checks over what was read from a cluster (pure);
 //! - `server`: lifecycle, HTTP, TLS, certificates, reloads, admin, metrics, logs, limits;
 //! - `namespaces`: where namespace labels come from (a file, or the cluster);
 //! - `admission`: the AdmissionReview contract over kube-core's types, and the Pod view;
@@ -16,6 +17,7 @@
 pub mod admission;
 pub mod cli;
 pub mod commands;
+pub mod doctor;
 pub mod namespaces;
 pub mod server;
 

@@ -22,6 +22,21 @@ fn main() -> ExitCode {
             .context("starting the async runtime")
             .and_then(|runtime| runtime.block_on(gke_wi_injector::commands::serve::run(args))),
         Command::Certs(args) => gke_wi_injector::commands::certs::run(&args),
+        Command::Doctor(args) => {
+            // doctor has its own exit codes (0 clean, 1 errors, 2 cluster unreadable).
+            return match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => {
+                    ExitCode::from(runtime.block_on(gke_wi_injector::commands::doctor::run(args)))
+                }
+                Err(e) => {
+                    eprintln!("error: starting the async runtime: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::Wait(args) => {
             // The wait program has its own exit codes (0 ready, 1 gave up).
             let code = gke_wi_injector::commands::wait::run(&args);

@@ -3,6 +3,7 @@
 //! dispatches.
 
 pub mod certs;
+pub mod doctor;
 pub mod inject;
 pub mod serve;
 pub mod shared;
