@@ -13,7 +13,9 @@
 //! `helm_chart_applied_and_a_pod_injected_through_it` (case 14) runs on its own control plane:
 //! `cargo test --test e2e helm` runs only it. So does `istio_sidecar_injector_after_ours`
 //! (`cargo test --test e2e istio`): Istio's real sidecar injector, istiod built from the pinned
-//! `istio.io/istio` module by tests/e2e/build-istio.sh (`GKE_WI_ISTIO_DIR`), after ours.
+//! `istio.io/istio` module by tests/e2e/build-istio.sh (`GKE_WI_ISTIO_DIR`), after ours. And
+//! `doctor_against_a_real_cluster` (`cargo test --test e2e doctor`): `doctor`'s findings, each
+//! created for real.
 
 #[path = "e2e/support/control_plane.rs"]
 mod control_plane;
@@ -32,6 +34,8 @@ mod cases_basic;
 mod cases_chain;
 #[path = "e2e/cases_deploy.rs"]
 mod cases_deploy;
+#[path = "e2e/cases_doctor.rs"]
+mod cases_doctor;
 #[path = "e2e/cases_helm.rs"]
 mod cases_helm;
 #[path = "e2e/cases_istio.rs"]
@@ -165,6 +169,39 @@ async fn helm_chart_applied_and_a_pod_injected_through_it() -> Result<()> {
         );
     }
     r
+}
+
+/// `doctor`, on its own control plane (`cargo test --test e2e doctor`): a healthy setup, then
+/// warnings only, then every failing condition, then a user who may not list Pods and a cluster
+/// that cannot be reached. The steps build on each other, so they run in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_against_a_real_cluster() -> Result<()> {
+    let env = setup().await?;
+    type Step = fn(&Env) -> Result<()>;
+    let steps: [(&str, Step); 4] = [
+        (
+            "doctor 1: healthy setup, clean report, kubectl plugin",
+            cases_doctor::healthy,
+        ),
+        (
+            "doctor 2: warnings only, --strict",
+            cases_doctor::warnings_and_strict,
+        ),
+        (
+            "doctor 3: every failing condition",
+            cases_doctor::failing_conditions,
+        ),
+        (
+            "doctor 4: forbidden data skipped, unreachable cluster",
+            cases_doctor::forbidden_and_unreachable,
+        ),
+    ];
+    for (name, step) in steps {
+        let t = Instant::now();
+        step(&env).with_context(|| name.to_string())?;
+        eprintln!("e2e: PASS {name} ({:?})", t.elapsed());
+    }
+    Ok(())
 }
 
 /// Istio cases, on their own control plane (`cargo test --test e2e istio`): the real Istio

@@ -244,10 +244,13 @@ pub fn service_account_count(snap: &Snapshot, opts: &Options) -> Result<Vec<Find
 
 pub fn istio_mode(snap: &Snapshot, opts: &Options) -> Result<Vec<Finding>, String> {
     let istio_key = opts.cfg.prefix.key("istio");
-    let opted = opted_in(snap, opts)?;
+    let opted: std::collections::BTreeSet<&str> = opted_in(snap, opts)?
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
     let mut out = Vec::new();
     for ns in scope_namespaces(snap)? {
-        let opted_in = opted.iter().any(|o| o.name == ns.name);
+        let opted_in = opted.contains(ns.name.as_str());
         let label = |k: &str| ns.labels.get(k).map(String::as_str);
         if opted_in && label("istio.io/dataplane-mode") == Some("ambient") {
             out.push(

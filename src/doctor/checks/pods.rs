@@ -57,13 +57,16 @@ pub fn missed(snap: &Snapshot, opts: &Options) -> Result<Vec<Finding>, String> {
             }
         }
         for (owner, pods) in by_owner(missed) {
-            let what = owner.as_deref().unwrap_or("no controller");
+            let whose = match owner.as_deref() {
+                Some(o) => format!("of {o}"),
+                None => "without a controller".to_string(),
+            };
             out.push(
                 Finding::new(
                     MISSED,
                     Severity::Warning,
                     format!(
-                        "{} Pod(s) of {what} lack the injection ({}): created before the namespace opted in, or while the webhook was unreachable under failurePolicy Ignore",
+                        "{} Pod(s) {whose} lack the injection ({}): created before the namespace opted in, or while the webhook was unreachable under failurePolicy Ignore",
                         pods.len(),
                         features.iter().cloned().collect::<Vec<_>>().join(" / ")
                     ),
@@ -214,10 +217,8 @@ pub fn ksa_annotation(snap: &Snapshot, opts: &Options) -> Result<Vec<Finding>, S
     let mut out = Vec::new();
     let inject = opts.cfg.prefix.key("inject");
     // With -A, namespaces that did not opt in but hold Workload Identity service accounts.
-    for ns in all
-        .iter()
-        .filter(|n| !namespaces.iter().any(|o| o.name == n.name))
-    {
+    let opted: BTreeSet<&str> = namespaces.iter().map(|n| n.name.as_str()).collect();
+    for ns in all.iter().filter(|n| !opted.contains(n.name.as_str())) {
         if crate::engine::policy::namespace_skip(
             &opts.cfg,
             &ns.name,
@@ -260,7 +261,18 @@ pub fn ksa_annotation(snap: &Snapshot, opts: &Options) -> Result<Vec<Finding>, S
             }
             None => continue,
         };
-        let used: BTreeSet<&str> = pods.iter().map(pod_service_account).collect();
+        // The service accounts of the Pods, and of the Pods the workloads will create.
+        let templates = snap.workloads.get(&ns.name).and_then(|w| w.get().ok());
+        let used: BTreeSet<&str> = pods
+            .iter()
+            .map(pod_service_account)
+            .chain(templates.into_iter().flatten().map(|w| {
+                w.template
+                    .pointer("/spec/serviceAccountName")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("default")
+            }))
+            .collect();
         for name in used {
             let object = format!("serviceaccount/{name}");
             let Some(sa) = sas.iter().find(|sa| meta_name(&sa.metadata) == name) else {

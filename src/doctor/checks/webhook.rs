@@ -534,9 +534,13 @@ pub fn certificate(snap: &Snapshot, opts: &Options) -> Result<Vec<Finding>, Stri
         let Ok(roots) = ca_certificates(hook) else {
             continue; // reported by webhook-registered
         };
-        let host = match &hook.client_config.service {
-            Some(s) => format!("{}.{}.svc", s.name, s.namespace),
-            None => continue,
+        let host = match (&hook.client_config.service, &hook.client_config.url) {
+            (Some(s), _) => format!("{}.{}.svc", s.name, s.namespace),
+            (None, Some(url)) => match url_host(url) {
+                Some(h) => h.to_string(),
+                None => continue,
+            },
+            (None, None) => continue,
         };
         if let Err(problem) = verify(&roots, &chain, &host, opts.now) {
             out.push(finding(
@@ -550,6 +554,16 @@ pub fn certificate(snap: &Snapshot, opts: &Options) -> Result<Vec<Finding>, Stri
         }
     }
     Ok(out)
+}
+
+/// The host of an `https://HOST[:PORT]/path` URL (an IPv6 host without its brackets).
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("https://")?;
+    let authority = rest.split(['/', '?']).next()?;
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next();
+    }
+    authority.split(':').next().filter(|h| !h.is_empty())
 }
 
 /// Verifies `chain` for `host` against `roots` at `now`, as a TLS client (the API server) does.
