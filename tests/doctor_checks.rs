@@ -841,3 +841,15 @@ fn the_json_schema() {
             .contains("workloadIdentityConfig.workloadPool")
     }));
 }
+
+#[test]
+fn the_readme_shows_the_end_to_end_report() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let report =
+        std::fs::read_to_string(format!("{root}/tests/fixtures/doctor/failing.txt")).unwrap();
+    assert!(
+        readme.contains(&format!("```text\n{report}```")),
+        "README.md's doctor report differs from tests/fixtures/doctor/failing.txt (copy it into the README)"
+    );
+}

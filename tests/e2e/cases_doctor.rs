@@ -440,6 +440,13 @@ pub fn failing_conditions(env: &Env) -> Result<()> {
         "doc-not-opted is out of the default scope"
     );
     golden("failing.json", &normalized(&report, &env.inj.url()))?;
+    // The same report as text: the README's "Diagnose a cluster" shows this file.
+    let (code, text, _) = doctor(env, None, &["--max-service-accounts=2"])?;
+    ensure!(code == 1, "text report: exit {code}");
+    golden(
+        "failing.txt",
+        &text.replace(&env.inj.url(), "https://127.0.0.1:PORT/mutate"),
+    )?;
 
     // -A: the namespace with a Workload Identity service account that did not opt in.
     let (_, all) = json_report(env, None, &["-A"])?;

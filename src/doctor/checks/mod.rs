@@ -164,7 +164,7 @@ pub fn manual_checks(snap: &Snapshot, opts: &Options) -> Vec<String> {
     for (ns, read) in &snap.service_accounts {
         let Read::Ok(sas) = read else { continue };
         for sa in sas {
-            if let Some(gsa) = pods::gsa_annotation(sa) {
+            if let Some(gsa) = pods::gsa_annotation(sa).filter(|g| pods::well_formed_gsa(g)) {
                 gsas.insert((
                     gsa.to_string(),
                     ns.clone(),
