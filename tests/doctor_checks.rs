@@ -351,10 +351,9 @@ fn missed_pods_are_grouped_by_owner_with_restart_commands() {
         f[0].message
     );
     assert_eq!(f[1].objects, ["pod/bare"]);
-    assert!(
-        f[1].fix.contains("kubectl -n team delete pod/bare"),
-        "{}",
-        f[1].fix
+    assert_eq!(
+        f[1].fix,
+        "kubectl -n team get pod/bare -o yaml | kubectl -n team replace --force -f -"
     );
 }
 

@@ -253,16 +253,42 @@ impl Progress {
     }
 }
 
-/// Every page of a list (`limit`/`continue`).
+/// What is listed: its name in the progress line and in a permission (`list pods in NS`), and
+/// whether the check needs only its metadata (then it is listed metadata-only).
+#[derive(Debug, Clone, Copy)]
+struct What {
+    label: &'static str,
+    resource: &'static str,
+    metadata_only: bool,
+}
+
+const fn full(label: &'static str, resource: &'static str) -> What {
+    What {
+        label,
+        resource,
+        metadata_only: false,
+    }
+}
+
+const fn metadata(label: &'static str, resource: &'static str) -> What {
+    What {
+        label,
+        resource,
+        metadata_only: true,
+    }
+}
+
+/// Every page of a list (`limit`/`continue`); metadata-only lists come back as objects with
+/// only their metadata set.
 async fn list_all<K>(
     api: &Api<K>,
     lp: &ListParams,
     page: u32,
-    what: &'static str,
+    what: What,
     progress: &mut Progress,
 ) -> Result<Vec<K>, kube::Error>
 where
-    K: Resource + Clone + DeserializeOwned + Debug,
+    K: Resource + Clone + DeserializeOwned + Debug + Default,
 {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
@@ -271,10 +297,29 @@ where
         if let Some(t) = &token {
             params = params.continue_token(t);
         }
-        let list: ObjectList<K> = api.list(&params).await?;
-        progress.add(what, list.items.len());
-        out.extend(list.items);
-        match list.metadata.continue_ {
+        let (items, next) = if what.metadata_only {
+            let list = api.list_metadata(&params).await?;
+            let items: Vec<K> = list
+                .items
+                .into_iter()
+                .map(|m| {
+                    let mut k = K::default();
+                    *k.meta_mut() = m.metadata;
+                    k
+                })
+                .collect();
+            (items, list.metadata.continue_)
+        } else {
+            let list: ObjectList<K> = api.list(&params).await?;
+            (list.items, list.metadata.continue_)
+        };
+        progress.add(what.label, items.len());
+        // Managed fields are often most of an object's size and no check reads them.
+        out.extend(items.into_iter().map(|mut k| {
+            k.meta_mut().managed_fields = None;
+            k
+        }));
+        match next {
             Some(t) if !t.is_empty() => token = Some(t),
             _ => return Ok(out),
         }
@@ -287,11 +332,15 @@ async fn per_namespace<K>(
     namespaces: &[String],
     lp: &ListParams,
     page: u32,
-    (what, resource): (&'static str, &'static str),
+    what: What,
     progress: &mut Progress,
 ) -> BTreeMap<String, Read<Vec<K>>>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Default,
     K::DynamicType: Default,
 {
     let mut out = BTreeMap::new();
@@ -326,7 +375,7 @@ where
         let api = Api::<K>::namespaced(client.clone(), ns);
         let read = match list_all(&api, lp, page, what, progress).await {
             Ok(items) => Read::Ok(items),
-            Err(e) => classify(&e, || format!("list {resource} in {ns}")),
+            Err(e) => classify(&e, || format!("list {} in {ns}", what.resource)),
         };
         out.insert(ns.clone(), read);
     }
@@ -431,7 +480,7 @@ async fn read(
         &mwc,
         &ListParams::default(),
         page,
-        "webhook configurations",
+        full("webhook configurations", "mutatingwebhookconfigurations"),
         progress,
     )
     .await
@@ -463,7 +512,15 @@ async fn read(
         let api = Api::<EndpointSlice>::namespaced(client.clone(), &svc.namespace);
         let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={}", svc.name));
         snap.endpoint_slices = Some(
-            match list_all(&api, &lp, page, "endpoint slices", progress).await {
+            match list_all(
+                &api,
+                &lp,
+                page,
+                full("endpoint slices", "endpointslices"),
+                progress,
+            )
+            .await
+            {
                 Ok(v) => Read::Ok(v),
                 Err(e) => classify(&e, || format!("list endpointslices in {}", svc.namespace)),
             },
@@ -479,13 +536,14 @@ async fn read(
 
     // The opted-in namespaces' Pods, workloads, ReplicaSets and NetworkPolicies.
     let lp = ListParams::default();
-    snap.pods = per_namespace::<Pod>(client, &opted, &lp, page, ("pods", "pods"), progress).await;
+    snap.pods =
+        per_namespace::<Pod>(client, &opted, &lp, page, full("pods", "pods"), progress).await;
     snap.network_policies = per_namespace::<NetworkPolicy>(
         client,
         &opted,
         &lp,
         page,
-        ("network policies", "networkpolicies"),
+        full("network policies", "networkpolicies"),
         progress,
     )
     .await;
@@ -494,7 +552,7 @@ async fn read(
         &opted,
         &lp,
         page,
-        ("replica sets", "replicasets"),
+        metadata("replica sets", "replicasets"),
         progress,
     )
     .await;
@@ -528,7 +586,15 @@ async fn read(
 
     // ServiceAccounts: cluster-wide for the count, and those of the namespaces in scope.
     let sa_all = Api::<ServiceAccount>::all(client.clone());
-    match list_all(&sa_all, &lp, page, "service accounts", progress).await {
+    match list_all(
+        &sa_all,
+        &lp,
+        page,
+        metadata("service accounts", "serviceaccounts"),
+        progress,
+    )
+    .await
+    {
         Ok(all) => {
             let mut counts: BTreeMap<String, usize> = BTreeMap::new();
             let mut by_ns: BTreeMap<String, Vec<ServiceAccount>> =
@@ -553,7 +619,7 @@ async fn read(
                 &scope,
                 &lp,
                 page,
-                ("service accounts", "serviceaccounts"),
+                metadata("service accounts", "serviceaccounts"),
                 progress,
             )
             .await;
@@ -562,14 +628,24 @@ async fn read(
 
     // Nodes and the metadata server.
     let nodes = Api::<Node>::all(client.clone());
-    snap.nodes = Some(match list_all(&nodes, &lp, page, "nodes", progress).await {
-        Ok(v) => Read::Ok(v),
-        Err(e) => classify(&e, || "list nodes".into()),
-    });
+    snap.nodes = Some(
+        match list_all(&nodes, &lp, page, full("nodes", "nodes"), progress).await {
+            Ok(v) => Read::Ok(v),
+            Err(e) => classify(&e, || "list nodes".into()),
+        },
+    );
     let system = Api::<Pod>::namespaced(client.clone(), "kube-system");
     let lp_mds = ListParams::default().labels("k8s-app=gke-metadata-server");
     snap.metadata_server_pods = Some(
-        match list_all(&system, &lp_mds, page, "metadata server pods", progress).await {
+        match list_all(
+            &system,
+            &lp_mds,
+            page,
+            full("metadata server pods", "pods"),
+            progress,
+        )
+        .await
+        {
             Ok(v) => Read::Ok(v),
             Err(e) => classify(&e, || "list pods in kube-system".into()),
         },
@@ -636,7 +712,7 @@ async fn workloads(
         namespaces,
         &lp,
         page,
-        ("deployments", "deployments"),
+        full("deployments", "deployments"),
         progress,
     )
     .await;
@@ -656,7 +732,7 @@ async fn workloads(
         namespaces,
         &lp,
         page,
-        ("stateful sets", "statefulsets"),
+        full("stateful sets", "statefulsets"),
         progress,
     )
     .await;
@@ -675,7 +751,7 @@ async fn workloads(
         namespaces,
         &lp,
         page,
-        ("daemon sets", "daemonsets"),
+        full("daemon sets", "daemonsets"),
         progress,
     )
     .await;
@@ -690,8 +766,15 @@ async fn workloads(
             })
             .collect(),
     );
-    let jobs =
-        per_namespace::<Job>(client, namespaces, &lp, page, ("jobs", "jobs"), progress).await;
+    let jobs = per_namespace::<Job>(
+        client,
+        namespaces,
+        &lp,
+        page,
+        full("jobs", "jobs"),
+        progress,
+    )
+    .await;
     parts.push(
         jobs.into_iter()
             .map(|(ns, r)| {
@@ -707,7 +790,7 @@ async fn workloads(
         namespaces,
         &lp,
         page,
-        ("cron jobs", "cronjobs"),
+        full("cron jobs", "cronjobs"),
         progress,
     )
     .await;

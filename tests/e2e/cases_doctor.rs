@@ -144,6 +144,17 @@ fn labels<'a>(l: &'a [(String, &'static str)]) -> Vec<(&'a str, &'a str)> {
     l.iter().map(|(k, v)| (k.as_str(), *v)).collect()
 }
 
+/// The objects of `doctor`'s `webhook-order` errors, scoped to `ns`.
+pub fn webhook_order_errors(env: &Env, ns: &str) -> Result<Vec<String>> {
+    let (_, report) = json_report(env, None, &["-n", ns])?;
+    Ok(findings(&report, "webhook-order")
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .flat_map(|f| f["objects"].as_array().into_iter().flatten())
+        .filter_map(|o| o.as_str().map(str::to_owned))
+        .collect())
+}
+
 /// A healthy setup: one opted-in namespace, a node with Workload Identity and a Ready metadata
 /// server Pod. Clean report, exit 0, also through the kubectl plugin.
 pub fn healthy(env: &Env) -> Result<()> {
@@ -237,6 +248,39 @@ pub fn warnings_and_strict(env: &Env) -> Result<()> {
     ensure!(f["objects"] == json!(["pod/before-label"]), "{f:#}");
     let (code, _) = json_report(env, None, &["-n", "doc-missed", "--strict"])?;
     ensure!(code == 1, "--strict with a warning: exit {code}");
+    // The fix doctor prints, run as printed: the Pod is created again, through the webhook.
+    let fix = f["fix"].as_str().context("fix")?;
+    let path = format!(
+        "{}:{}",
+        env.cp.bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut sh = Command::new("sh");
+    sh.args(["-c", fix])
+        .env("PATH", path)
+        .env("KUBECONFIG", env.cp.kubeconfig_admin());
+    run(sh)?;
+    let (code, report) = json_report(env, None, &["-n", "doc-missed", "--strict"])?;
+    ensure!(
+        code == 0 && findings(&report, "missed-pods").is_empty(),
+        "after `{fix}`: exit {code}, {:#}",
+        json!(findings(&report, "missed-pods"))
+    );
+    // Created before the label again, for the report of every failing condition.
+    kubectl(
+        &env.cp,
+        &["label", "namespace", "doc-missed", &format!("{P}/inject-")],
+    )?;
+    create_pod(&env.cp, "doc-missed", &pod("before-label-2"))?;
+    kubectl(
+        &env.cp,
+        &[
+            "label",
+            "namespace",
+            "doc-missed",
+            &format!("{P}/inject=enabled"),
+        ],
+    )?;
     Ok(())
 }
 

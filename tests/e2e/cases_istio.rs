@@ -272,7 +272,15 @@ pub fn misordered_configuration(env: &Env, istiod: &Istiod) -> Result<()> {
             "istio-proxy {field}[{i}] is held although Istio ran first"
         );
         // The variable still reaches Istio's containers: we ran after them.
-        ours_once_everywhere(&stored, ALL)
+        ours_once_everywhere(&stored, ALL)?;
+        // doctor's webhook-order names the mis-ordered configuration, and only it: Istio's own
+        // (istio-sidecar-injector, istio-revision-tag-default) sort after ours.
+        let errors = crate::cases_doctor::webhook_order_errors(env, ns)?;
+        ensure!(
+            errors == [format!("MutatingWebhookConfiguration/{MISORDERED}")],
+            "doctor webhook-order errors: {errors:?}"
+        );
+        Ok(())
     })();
     kubectl(
         &env.cp,

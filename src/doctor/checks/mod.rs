@@ -124,30 +124,29 @@ fn restart_command(ns: &str, owner: Option<&str>, pods: &[String]) -> String {
         ),
         Some(("Job", name)) => format!(
             "kubectl -n {ns} get job/{name} -o yaml > job.yaml; kubectl -n {ns} delete job/{name}; \
-             remove the generated selector and labels from job.yaml; kubectl -n {ns} create -f job.yaml"
+             remove metadata.uid, metadata.resourceVersion, status, spec.selector and the template's \
+             controller-uid labels from job.yaml; kubectl -n {ns} create -f job.yaml"
         ),
         Some((kind, name)) => format!(
             "recreate the Pods of {kind}/{name}: kubectl -n {ns} delete {}",
             pods.join(" ")
         ),
         None => format!(
-            "kubectl -n {ns} get {0} -o yaml > pod.yaml; kubectl -n {ns} delete {0}; kubectl -n {ns} create -f pod.yaml",
+            "kubectl -n {ns} get {} -o yaml | kubectl -n {ns} replace --force -f -",
             pods.join(" ")
         ),
     }
 }
 
-/// Groups `(owner, pod)` pairs by owner; bare Pods are their own group.
+/// Groups `(owner, pod)` pairs by owner; the Pods without a controller form one group (`None`),
+/// last.
 fn by_owner(items: Vec<(Option<String>, String)>) -> Vec<(Option<String>, Vec<String>)> {
     let mut groups: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
-    let mut bare = Vec::new();
     for (owner, pod) in items {
-        match owner {
-            Some(o) => groups.entry(Some(o)).or_default().push(pod),
-            None => bare.push((None, vec![pod])),
-        }
+        groups.entry(owner).or_default().push(pod);
     }
-    groups.into_iter().chain(bare).collect()
+    let bare = groups.remove(&None);
+    groups.into_iter().chain(bare.map(|p| (None, p))).collect()
 }
 
 /// The guide's checks outside the Kubernetes API, filled with the names found.
