@@ -63,31 +63,10 @@ fn main() {
         .expect("control plane");
 
     // Create the namespaces in 4 parallel batches (one List each).
-    let created = Instant::now();
-    let batches = 4;
-    let mut children = Vec::new();
-    for b in 0..batches {
-        let items: Vec<String> = (0..n)
-            .filter(|i| i % batches == b)
-            .map(|i| format!(r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"load-{i:05}","labels":{{"gke-wi-injector.dev/inject":"enabled","team":"t{}"}}}}}}"#, i % 50))
-            .collect();
-        let list = format!(
-            r#"{{"apiVersion":"v1","kind":"List","items":[{}]}}"#,
-            items.join(",")
-        );
-        let path = cp.dir().join(format!("namespaces-{b}.json"));
-        std::fs::write(&path, list).unwrap();
-        let child = cp
-            .kubectl(&["create", "-f", path.to_str().unwrap(), "-o", "name"])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        children.push(child);
-    }
-    for mut c in children {
-        assert!(c.wait().unwrap().success(), "kubectl create failed");
-    }
-    let create_time = created.elapsed();
+    let items: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"load-{i:05}","labels":{{"gke-wi-injector.dev/inject":"enabled","team":"t{}"}}}}}}"#, i % 50))
+        .collect();
+    let create_time = common::create_in_lists(cp.dir(), "namespaces", &items, |a| cp.kubectl(a));
 
     let admin = common::free_port();
     let dir = tempfile::tempdir().unwrap();

@@ -71,3 +71,39 @@ pub fn pod(containers: usize, env: usize, padding: usize) -> Value {
         "status": {}
     })
 }
+
+/// Creates `items` (JSON objects) with `kubectl create` (`kubectl` builds the command for the
+/// arguments) in 4 parallel Lists written under `dir`; returns how long it took.
+pub fn create_in_lists(
+    dir: &std::path::Path,
+    name: &str,
+    items: &[String],
+    kubectl: impl Fn(&[&str]) -> std::process::Command,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let batches = 4;
+    let mut children = Vec::new();
+    for b in 0..batches {
+        let part: Vec<&str> = items
+            .iter()
+            .skip(b)
+            .step_by(batches)
+            .map(String::as_str)
+            .collect();
+        let list = format!(
+            r#"{{"apiVersion":"v1","kind":"List","items":[{}]}}"#,
+            part.join(",")
+        );
+        let path = dir.join(format!("{name}-{b}.json"));
+        std::fs::write(&path, list).unwrap();
+        let child = kubectl(&["create", "-f", path.to_str().unwrap(), "-o", "name"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        children.push(child);
+    }
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "kubectl create failed");
+    }
+    started.elapsed()
+}

@@ -21,6 +21,15 @@ pub enum Read<T> {
 }
 
 impl<T> Read<T> {
+    /// The data transformed, or the same failure.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Read<U> {
+        match self {
+            Read::Ok(t) => Read::Ok(f(t)),
+            Read::Forbidden(s) => Read::Forbidden(s),
+            Read::Failed(s) => Read::Failed(s),
+        }
+    }
+
     /// The data, or why a check that needs it is skipped.
     pub fn get(&self) -> Result<&T, String> {
         match self {

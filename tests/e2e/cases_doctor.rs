@@ -565,6 +565,19 @@ pub fn forbidden_and_unreachable(env: &Env) -> Result<()> {
         status("webhook-order")
     );
 
+    // --context picks the kubeconfig's context: the admin kubeconfig's own works, another is
+    // refused with exit 2.
+    let (code, _, _) = doctor(env, None, &["-n", "doc-ok", "--context=e2e", "-o", "json"])?;
+    ensure!(
+        code == 1,
+        "--context=e2e: exit {code} (the failing conditions are still there)"
+    );
+    let (code, _, stderr) = doctor(env, None, &["--context=no-such-context"])?;
+    ensure!(
+        code == 2 && stderr.contains("no-such-context"),
+        "unknown context: exit {code}: {stderr}"
+    );
+
     // Nothing listens on port 1 of loopback: exit 2, with a message naming the address.
     let dead = tempfile::tempdir()?;
     let kc = dead.path().join("kubeconfig");
