@@ -172,13 +172,14 @@ async fn helm_chart_applied_and_a_pod_injected_through_it() -> Result<()> {
 }
 
 /// `doctor`, on its own control plane (`cargo test --test e2e doctor`): a healthy setup, then
-/// warnings only, then every failing condition, then a user who may not list Pods and a cluster
+/// warnings only, then every failing condition, then a configuration naming a Service, then a
+/// user who may not list Pods and a cluster
 /// that cannot be reached. The steps build on each other, so they run in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_against_a_real_cluster() -> Result<()> {
     let env = setup().await?;
     type Step = fn(&Env) -> Result<()>;
-    let steps: [(&str, Step); 4] = [
+    let steps: [(&str, Step); 5] = [
         (
             "doctor 1: healthy setup, clean report, kubectl plugin",
             cases_doctor::healthy,
@@ -190,6 +191,10 @@ async fn doctor_against_a_real_cluster() -> Result<()> {
         (
             "doctor 3: every failing condition",
             cases_doctor::failing_conditions,
+        ),
+        (
+            "doctor 3b: the webhook's Service and endpoints",
+            cases_doctor::service_and_endpoints,
         ),
         (
             "doctor 4: forbidden data skipped, unreachable cluster",

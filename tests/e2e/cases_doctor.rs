@@ -503,6 +503,78 @@ pub fn failing_conditions(env: &Env) -> Result<()> {
     Ok(())
 }
 
+/// `webhook-registered` on a configuration that names a Service (deploy/'s, copied under
+/// another name, its selector matching no namespace so that the API server never calls it):
+/// the Service missing, then without a ready endpoint, then ready (EndpointSlices written by
+/// hand, as there is no controller manager).
+pub fn service_and_endpoints(env: &Env) -> Result<()> {
+    let base = crate::harness::kustomize(&env.cp, &Path::new(REPO).join("deploy/base"))?;
+    let mut mwc =
+        crate::harness::find(&base, "MutatingWebhookConfiguration", "gke-wi-injector")?.clone();
+    mwc["metadata"]["name"] = json!("zz-doctor-service");
+    mwc["webhooks"][0]["namespaceSelector"]["matchLabels"]["doctor-e2e"] = json!("never");
+    mwc["webhooks"][0]["clientConfig"]["caBundle"] =
+        json!(crate::harness::b64(env.inj.ca_pem.as_bytes()));
+    apply(env, mwc)?;
+    let args = ["-n", "doc-ok", "--webhook-configuration=zz-doctor-service"];
+    let registered = |report: &Value| -> Vec<String> {
+        findings(report, "webhook-registered")
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {}",
+                    f["severity"].as_str().unwrap_or(""),
+                    f["message"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    let (_, report) = json_report(env, None, &args)?;
+    has(
+        &report,
+        "webhook-registered",
+        "error",
+        "names Service gke-wi-injector/gke-wi-injector, which does not exist",
+    )?;
+
+    apply(
+        env,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "gke-wi-injector", "namespace": "gke-wi-injector"},
+        "spec": {"ports": [{"port": 443, "targetPort": 10250}], "selector": {"app.kubernetes.io/name": "gke-wi-injector"}}}),
+    )?;
+    let slice = |ready: bool| {
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "gke-wi-injector-abc", "namespace": "gke-wi-injector", "labels": {"kubernetes.io/service-name": "gke-wi-injector"}},
+        "addressType": "IPv4", "ports": [{"port": 10250}],
+        "endpoints": [{"addresses": ["10.0.0.7"], "conditions": {"ready": ready}}]})
+    };
+    apply(env, slice(false))?;
+    let (_, report) = json_report(env, None, &args)?;
+    has(
+        &report,
+        "webhook-registered",
+        "error",
+        "has no ready endpoint",
+    )?;
+
+    apply(env, slice(true))?;
+    let (_, report) = json_report(env, None, &args)?;
+    let left = registered(&report);
+    ensure!(
+        left.is_empty(),
+        "a Service with a ready endpoint: {left:#?}"
+    );
+    kubectl(
+        &env.cp,
+        &[
+            "delete",
+            "mutatingwebhookconfiguration",
+            "zz-doctor-service",
+        ],
+    )?;
+    Ok(())
+}
+
 /// A user who may read namespaces and webhook configurations but not Pods: the Pod checks are
 /// skipped with the permission they need; a cluster that cannot be reached exits 2.
 pub fn forbidden_and_unreachable(env: &Env) -> Result<()> {
