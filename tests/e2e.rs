@@ -172,12 +172,12 @@ async fn helm_chart_applied_and_a_pod_injected_through_it() -> Result<()> {
 }
 
 /// `doctor`, on its own control plane (`cargo test --test e2e doctor`): a healthy setup, then
-/// warnings only, then every failing condition, then a configuration naming a Service, then a
-/// user who may not list Pods and a cluster
-/// that cannot be reached. The steps build on each other, so they run in order.
+/// warnings only, every failing condition, a configuration naming a Service, a user who may not
+/// list Pods and a cluster that cannot be reached, and last the injector killed. The steps
+/// build on each other, so they run in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_against_a_real_cluster() -> Result<()> {
-    let env = setup().await?;
+    let mut env = setup().await?;
     type Step = fn(&Env) -> Result<()>;
     let steps: [(&str, Step); 5] = [
         (
@@ -206,6 +206,9 @@ async fn doctor_against_a_real_cluster() -> Result<()> {
         step(&env).with_context(|| name.to_string())?;
         eprintln!("e2e: PASS {name} ({:?})", t.elapsed());
     }
+    // Last: it kills the injector.
+    cases_doctor::injector_down(&mut env).context("doctor 5: the injector down")?;
+    eprintln!("e2e: PASS doctor 5: the injector down");
     Ok(())
 }
 

@@ -664,3 +664,30 @@ pub fn forbidden_and_unreachable(env: &Env) -> Result<()> {
     );
     Ok(())
 }
+
+/// The injector killed (connection refused, `failurePolicy: Ignore`): a Pod created meanwhile is
+/// stored uninjected and `missed-pods` names it; the dry-run Pod of `live-injection` comes back
+/// without the annotation, an error.
+pub fn injector_down(env: &mut Env) -> Result<()> {
+    env.inj.kill();
+    let stored = create_pod(&env.cp, "doc-ok", &pod("while-down"))?;
+    ensure!(
+        crate::injected(&stored).is_none(),
+        "Pod mutated with the injector down: {stored:#}"
+    );
+    let (code, report) = json_report(env, None, &["-n", "doc-ok"])?;
+    ensure!(code == 1, "injector down: exit {code}");
+    ensure!(
+        findings(&report, "missed-pods").iter().any(|f| f["objects"]
+            .as_array()
+            .is_some_and(|o| o.contains(&json!("pod/while-down")))),
+        "missed-pods does not name pod/while-down: {:#}",
+        json!(findings(&report, "missed-pods"))
+    );
+    has(
+        &report,
+        "live-injection",
+        "error",
+        "a server-side dry-run Pod came back with gke-wi-injector.dev/injected absent",
+    )
+}
