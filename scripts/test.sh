@@ -11,6 +11,7 @@ need_apt=()
 command -v file >/dev/null || need_apt+=(file)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v script >/dev/null || need_apt+=(bsdutils)   # a terminal for doctor's progress line test
 command -v cc >/dev/null || need_apt+=(build-essential)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"

@@ -196,10 +196,31 @@ pub fn healthy(env: &Env) -> Result<()> {
     golden("healthy.json", &normalized(&report, &env.inj.url()))?;
 
     // The text report, and the same command as a kubectl plugin.
-    let (code, text, _) = doctor(env, None, &["-n", "doc-ok"])?;
+    let (code, text, stderr) = doctor(env, None, &["-n", "doc-ok"])?;
     ensure!(
         code == 0 && text.contains("live-injection          ok"),
         "text report:\n{text}"
+    );
+    ensure!(
+        stderr.is_empty(),
+        "stderr is not a terminal, yet doctor wrote: {stderr:?}"
+    );
+    // On a terminal (script(1) gives it one), a progress line with the counts so far, cleared
+    // before the report.
+    let line = format!(
+        "{BIN} doctor --kubeconfig={} -n doc-ok",
+        env.cp.kubeconfig_admin().display()
+    );
+    let out = output(
+        Command::new("script").args(["-qec", &line, "/dev/null"]),
+        "",
+    )?;
+    let seen = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        seen.contains("\x1b[2Kreading: ")
+            && seen.contains(" pods")
+            && seen.contains("gke-wi-injector doctor: 1 namespace(s): doc-ok"),
+        "no progress line on a terminal: {seen:?}"
     );
     let bin = tempfile::tempdir()?;
     std::os::unix::fs::symlink(BIN, bin.path().join("kubectl-gke_wi_injector"))?;
