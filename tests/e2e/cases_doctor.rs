@@ -244,19 +244,17 @@ pub fn healthy(env: &Env) -> Result<()> {
     Ok(())
 }
 
+/// Labels `ns` to opt in (after its Pods were created).
+fn opt_in_now(env: &Env, ns: &str) -> Result<()> {
+    let label = format!("{P}/inject=enabled");
+    kubectl(&env.cp, &["label", "namespace", ns, &label]).map(|_| ())
+}
+
 /// Warnings only (a Pod created before its namespace opted in): exit 0, and 1 with `--strict`.
 pub fn warnings_and_strict(env: &Env) -> Result<()> {
     namespace(&env.cp, "doc-missed", &[])?;
     create_pod(&env.cp, "doc-missed", &pod("before-label"))?;
-    kubectl(
-        &env.cp,
-        &[
-            "label",
-            "namespace",
-            "doc-missed",
-            &format!("{P}/inject=enabled"),
-        ],
-    )?;
+    opt_in_now(env, "doc-missed")?;
     let (code, report) = json_report(env, None, &["-n", "doc-missed"])?;
     ensure!(code == 0, "warnings only: exit {code}: {report:#}");
     has(
@@ -293,15 +291,7 @@ pub fn warnings_and_strict(env: &Env) -> Result<()> {
         &["label", "namespace", "doc-missed", &format!("{P}/inject-")],
     )?;
     create_pod(&env.cp, "doc-missed", &pod("before-label-2"))?;
-    kubectl(
-        &env.cp,
-        &[
-            "label",
-            "namespace",
-            "doc-missed",
-            &format!("{P}/inject=enabled"),
-        ],
-    )?;
+    opt_in_now(env, "doc-missed")?;
     Ok(())
 }
 
