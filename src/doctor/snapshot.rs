@@ -8,6 +8,7 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde_json::Value;
 
 /// One piece of data from the API server.
@@ -98,4 +99,13 @@ pub fn needed<'a, T>(read: &'a Option<Read<T>>, what: &str) -> Result<&'a T, Str
         Some(r) => r.get(),
         None => Err(format!("not read ({what})")),
     }
+}
+
+/// The owner reference marked `controller` (the ReplicaSet of a Pod, the Deployment of a
+/// ReplicaSet), if any.
+pub fn controller(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
 }

@@ -146,6 +146,21 @@ where
     }
 }
 
+/// A namespaced kind `doctor` lists.
+pub trait Namespaced:
+    Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug + Default
+{
+}
+
+impl<K> Namespaced for K where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Default
+{
+}
+
 /// Reads one kind either per namespace in `namespaces` or cluster-wide split by namespace.
 pub async fn per_namespace<K>(
     client: &Client,
@@ -156,11 +171,7 @@ pub async fn per_namespace<K>(
     progress: &mut Progress,
 ) -> BTreeMap<String, Read<Vec<K>>>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Default,
+    K: Namespaced,
     K::DynamicType: Default,
 {
     let mut out = BTreeMap::new();

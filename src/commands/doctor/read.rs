@@ -11,19 +11,17 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service, ServiceA
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{ListParams, PostParams};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::fmt::Debug;
 
 use super::DoctorArgs;
 use super::lists::{
-    Progress, What, classify, describe, full, get_opt, list_all, metadata, per_namespace,
-    unauthorized,
+    Namespaced, Progress, What, classify, describe, full, get_opt, list_all, metadata,
+    per_namespace, unauthorized,
 };
 use crate::doctor;
-use crate::doctor::snapshot::{LiveInjection, NamespaceInfo, Read, Snapshot, Workload};
+use crate::doctor::snapshot::{LiveInjection, NamespaceInfo, Read, Snapshot, Workload, controller};
 use crate::engine::policy;
 
 pub async fn read(
@@ -196,12 +194,7 @@ pub async fn read(
             let owners = read.map(|list| {
                 list.into_iter()
                     .filter_map(|rs| {
-                        let owner = rs
-                            .metadata
-                            .owner_references
-                            .iter()
-                            .flatten()
-                            .find(|o| o.controller == Some(true))?;
+                        let owner = controller(&rs.metadata)?;
                         Some((
                             rs.metadata.name.clone()?,
                             format!("{}/{}", owner.kind, owner.name),
@@ -310,12 +303,7 @@ async fn templates<K>(
     progress: &mut Progress,
 ) -> BTreeMap<String, Read<Vec<Workload>>>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug
-        + Default,
+    K: Namespaced + Serialize,
     K::DynamicType: Default,
 {
     let lp = ListParams::default();

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::snapshot::{NamespaceInfo, Read, Snapshot, needed};
+use super::snapshot::{NamespaceInfo, Read, Snapshot, controller, needed};
 use super::{Finding, Options, Severity};
 use crate::engine::policy::{self, Labels};
 
@@ -95,12 +95,7 @@ fn labels_of(meta: &ObjectMeta) -> Labels {
 
 /// The controller a Pod belongs to, as `Kind/name`, resolving a ReplicaSet to its Deployment.
 fn owner_of(pod: &Pod, rs_owners: Option<&BTreeMap<String, String>>) -> Option<String> {
-    let owner = pod
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true))?;
+    let owner = controller(&pod.metadata)?;
     if owner.kind == "ReplicaSet"
         && let Some(deployment) = rs_owners.and_then(|m| m.get(&owner.name))
     {
