@@ -337,7 +337,7 @@ pub fn namespace_skip(cfg: &Config, namespace: &str, ns_labels: &Labels) -> Opti
 
 /// Istio `auto`: on when the namespace has `istio-injection=enabled` or any `istio.io/rev`
 /// label, and not `istio-injection=disabled`.
-fn istio_auto(ns_labels: &Labels) -> bool {
+pub fn istio_auto(ns_labels: &Labels) -> bool {
     match ns_labels.get("istio-injection").map(String::as_str) {
         Some("disabled") => false,
         Some("enabled") => true,

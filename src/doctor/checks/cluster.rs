@@ -264,9 +264,8 @@ pub fn istio_mode(snap: &Snapshot, opts: &Options) -> Result<Vec<Finding>, Strin
                 .fix(format!("kubectl label namespace {} {istio_key}=disabled (ambient needs no sidecar exclusions)", ns.name)),
             );
         }
-        let injected = label("istio-injection") == Some("enabled")
-            || (label("istio-injection") != Some("disabled")
-                && ns.labels.contains_key("istio.io/rev"));
+        // Istio injects sidecars here exactly when the injector's `auto` would turn on.
+        let injected = crate::engine::policy::istio_auto(&ns.labels);
         if opted_in && injected && label(&istio_key) == Some("disabled") {
             out.push(
                 Finding::new(

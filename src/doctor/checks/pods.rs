@@ -12,7 +12,7 @@ use super::{
 use crate::doctor::netpol::{self, Destination, Verdict};
 use crate::doctor::snapshot::{Snapshot, Workload};
 use crate::engine::mutate;
-use crate::engine::policy::Decision;
+use crate::engine::policy::{Decision, Skip};
 
 const MISSED: &str = "missed-pods";
 const EGRESS: &str = "network-policy-egress";
@@ -21,6 +21,11 @@ const HOST_NETWORK: &str = "host-network";
 
 /// The annotation naming the Google service account a Kubernetes service account acts as.
 pub const GSA_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
+
+/// The controllers of the ReplicaSets of `ns`, when they could be read.
+fn rs_owners<'a>(snap: &'a Snapshot, ns: &str) -> Option<&'a BTreeMap<String, String>> {
+    snap.replica_set_owners.get(ns).and_then(|r| r.get().ok())
+}
 
 fn running(pod: &Pod) -> bool {
     !matches!(
@@ -33,10 +38,7 @@ pub fn missed(snap: &Snapshot, opts: &Options) -> Result<Vec<Finding>, String> {
     let namespaces = opted_in(snap, opts)?;
     let mut out = Vec::new();
     for (ns, pods) in per_namespace(MISSED, &namespaces, &snap.pods, &mut out)? {
-        let rs = snap
-            .replica_set_owners
-            .get(&ns.name)
-            .and_then(|r| r.get().ok());
+        let rs = rs_owners(snap, &ns.name);
         let mut missed = Vec::new();
         let mut features = BTreeSet::new();
         for pod in pods.iter().filter(|p| running(p)) {
@@ -149,10 +151,7 @@ pub fn network_policy_egress(snap: &Snapshot, opts: &Options) -> Result<Vec<Find
                 }
             }
         }
-        let rs = snap
-            .replica_set_owners
-            .get(&ns.name)
-            .and_then(|r| r.get().ok());
+        let rs = rs_owners(snap, &ns.name);
         let pods = snap.pods.get(&ns.name).and_then(|p| p.get().ok());
         let mut bare = Vec::new();
         for pod in pods.into_iter().flatten().filter(|p| running(p)) {
@@ -219,14 +218,9 @@ pub fn ksa_annotation(snap: &Snapshot, opts: &Options) -> Result<Vec<Finding>, S
     // With -A, namespaces that did not opt in but hold Workload Identity service accounts.
     let opted: BTreeSet<&str> = namespaces.iter().map(|n| n.name.as_str()).collect();
     for ns in all.iter().filter(|n| !opted.contains(n.name.as_str())) {
-        if crate::engine::policy::namespace_skip(
-            &opts.cfg,
-            &ns.name,
-            &BTreeMap::from([(inject.clone(), "enabled".into())]),
-        )
-        .is_some()
-        {
-            continue; // protected namespaces are never injected
+        let skip = crate::engine::policy::namespace_skip(&opts.cfg, &ns.name, &ns.labels);
+        if skip == Some(Skip::ProtectedNamespace) {
+            continue; // never injected, whatever its labels
         }
         let Some(Ok(sas)) = snap.service_accounts.get(&ns.name).map(|s| s.get()) else {
             continue;
@@ -313,10 +307,7 @@ pub fn host_network(snap: &Snapshot, opts: &Options) -> Result<Vec<Finding>, Str
     let namespaces = opted_in(snap, opts)?;
     let mut out = Vec::new();
     for (ns, pods) in per_namespace(HOST_NETWORK, &namespaces, &snap.pods, &mut out)? {
-        let rs = snap
-            .replica_set_owners
-            .get(&ns.name)
-            .and_then(|r| r.get().ok());
+        let rs = rs_owners(snap, &ns.name);
         let found: Vec<_> = pods
             .iter()
             .filter(|p| running(p) && p.spec.as_ref().and_then(|s| s.host_network) == Some(true))
