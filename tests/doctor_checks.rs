@@ -852,3 +852,20 @@ fn the_readme_shows_the_end_to_end_report() {
         "README.md's doctor report differs from tests/fixtures/doctor/failing.txt (copy it into the README)"
     );
 }
+
+#[test]
+fn an_unreadable_cidr_is_named() {
+    let mut snap = healthy();
+    snap.network_policies.insert(
+        "team".into(),
+        Read::Ok(vec![obj(json!({
+            "metadata": {"name": "odd", "namespace": "team"},
+            "spec": {"podSelector": {}, "policyTypes": ["Egress"],
+                     "egress": [{"to": [{"ipBlock": {"cidr": "169.254.169.254"}}]}]}
+        }))]),
+    );
+    let f = only(&snap, "network-policy-egress");
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.message.contains("(169.254.169.254)"), "{}", f.message);
+    assert_eq!(f.objects, ["NetworkPolicy/odd"]);
+}

@@ -114,6 +114,23 @@ pub fn network_policy_egress(snap: &Snapshot, opts: &Options) -> Result<Vec<Find
     let namespaces = opted_in(snap, opts)?;
     let mut out = Vec::new();
     for (ns, policies) in per_namespace(EGRESS, &namespaces, &snap.network_policies, &mut out)? {
+        // A CIDR the evaluator cannot read counts as matching nothing; say which.
+        for policy in policies {
+            let bad = netpol::invalid_cidrs(policy);
+            if !bad.is_empty() {
+                let name = meta_name(&policy.metadata);
+                out.push(
+                    Finding::new(
+                        EGRESS,
+                        Severity::Warning,
+                        format!("NetworkPolicy {name} has egress ipBlock CIDRs that cannot be read ({}): evaluated as matching no address", bad.join(", ")),
+                    )
+                    .namespace(&ns.name)
+                    .object(format!("NetworkPolicy/{name}"))
+                    .fix("write each cidr and except entry as ADDRESS/PREFIX, e.g. 169.254.169.254/32"),
+                );
+            }
+        }
         let mut report = |object: String,
                           extra: Vec<String>,
                           dests: Vec<String>,
