@@ -448,7 +448,7 @@ pub fn failing_conditions(env: &Env) -> Result<()> {
         &report,
         "certificate",
         "warning",
-        "the serving certificate expires in 4 days",
+        "the serving certificate expires in 5 days",
     )?;
     has(
         &report,

@@ -498,17 +498,20 @@ pub fn certificate(snap: &Snapshot, opts: &Options) -> Result<Vec<Finding>, Stri
             )]);
         }
     };
-    let days_left = (not_after - opts.now).div_euclid(86_400);
+    // Whole days, rounded up: a 5-day certificate checked a second after it was issued expires
+    // "in 5 days", one that expired a second ago did so "1 days ago".
+    let left = not_after - opts.now;
+    let days_left = (left + 86_399).div_euclid(86_400);
     let mut out = Vec::new();
     if not_after <= opts.now {
         out.push(finding(
             Severity::Error,
-            format!("the serving certificate expired {} days ago: the API server's calls fail the TLS handshake", -days_left),
+            format!("the serving certificate expired {} days ago: the API server's calls fail the TLS handshake", (86_399 - left).div_euclid(86_400)),
             RENEW,
         ));
         return Ok(out);
     }
-    if days_left < CERT_WARNING_DAYS {
+    if left < CERT_WARNING_DAYS * 86_400 {
         out.push(finding(
             Severity::Warning,
             format!("the serving certificate expires in {days_left} days"),
